@@ -1,0 +1,14 @@
+"""minitransformer: the small, hand-written GPT/BERT-style backbone that every chapter adapts."""
+
+from .checkpoint import CheckpointError, load_checkpoint, load_pretrained, model_card, save_checkpoint
+from .model import (ConfigError, MiniTransformer, ModelOutput, SequenceClassifier, TokenClassifier,
+                    TransformerConfig)
+from .training import (changed_tensors, count_parameters, freeze, get_device, measure_latency,
+                       print_trainable_parameters, set_seed, state_fingerprint, train, training_state_memory)
+
+__all__ = [
+    "CheckpointError", "ConfigError", "MiniTransformer", "ModelOutput", "SequenceClassifier", "TokenClassifier",
+    "TransformerConfig", "changed_tensors", "count_parameters", "freeze", "get_device", "load_checkpoint",
+    "load_pretrained", "measure_latency", "model_card", "print_trainable_parameters", "save_checkpoint",
+    "set_seed", "state_fingerprint", "train", "training_state_memory",
+]

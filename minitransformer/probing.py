@@ -1,0 +1,70 @@
+"""Knowledge probing: does the model "know" a fact it only saw during pretraining?
+
+Each probe is a cloze, e.g. "Mira Okafor works as a [MASK] ." with a set of candidate
+answers. The model ranks the candidates; the probe is right when the true answer ranks first.
+
+* GPT mode scores a candidate by the log-probability of its tokens after the prefix.
+* BERT mode puts one [MASK] per candidate token and sums the log-probabilities of the
+  candidate's tokens at those positions (the usual multi-token cloze scoring).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .tokenizer import CLS, MASK, SEP
+
+
+def _candidate_ids(tokenizer, candidate: str) -> list[int]:
+    return tokenizer.encode(" " + candidate.strip(), add_special_tokens=False).ids
+
+
+@torch.no_grad()
+def candidate_scores(model, tokenizer, example: dict) -> torch.Tensor:
+    """Log-likelihood of each candidate in `example["candidates"]`, shape (num_candidates,)."""
+    mode = model.config.mode
+    candidates = [_candidate_ids(tokenizer, c) for c in example["candidates"]]
+    rows = []
+    if mode == "gpt":
+        prefix = tokenizer.encode(example["prefix"], add_special_tokens=False).ids
+        for cand in candidates:
+            rows.append((prefix + cand, list(range(len(prefix), len(prefix) + len(cand))), cand))
+    else:
+        before, _, after = example["text"].partition("[MASK]")
+        left = tokenizer.encode(before, add_special_tokens=False).ids
+        right = tokenizer.encode(after, add_special_tokens=False).ids if after.strip() else []
+        mask_id = tokenizer.token_to_id(MASK)
+        for cand in candidates:
+            ids = [tokenizer.token_to_id(CLS), *left, *[mask_id] * len(cand), *right, tokenizer.token_to_id(SEP)]
+            start = 1 + len(left)
+            rows.append((ids, list(range(start, start + len(cand))), cand))
+    longest = max(len(ids) for ids, _, _ in rows)
+    input_ids = torch.zeros(len(rows), longest, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    for r, (ids, _, _) in enumerate(rows):
+        input_ids[r, : len(ids)] = torch.tensor(ids)
+        attention_mask[r, : len(ids)] = 1
+    device = next(model.parameters()).device
+    logits = model(input_ids.to(device), attention_mask.to(device)).logits.float()
+    log_probs = F.log_softmax(logits, dim=-1)
+    scores = []
+    for r, (_, positions, cand) in enumerate(rows):
+        # GPT predicts token t from position t-1; BERT predicts the masked position itself.
+        shift = 1 if mode == "gpt" else 0
+        scores.append(sum(log_probs[r, p - shift, tok].item() for p, tok in zip(positions, cand)))
+    return torch.tensor(scores)
+
+
+def probe_accuracy(model, tokenizer, examples: Sequence[dict]) -> float:
+    """Share of probes whose true answer gets the highest score among the candidates."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for ex in examples:
+        scores = candidate_scores(model, tokenizer, ex)
+        correct += int(ex["candidates"][int(scores.argmax())] == ex["answer"])
+    model.train(was_training)
+    return correct / max(len(examples), 1)
