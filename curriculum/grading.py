@@ -1,0 +1,448 @@
+"""Graded tests: declaring them, running them safely, and loading what they grade.
+
+A graded test is a plain function of one argument ``impl`` (the chapter's
+definitions) decorated with :func:`points`::
+
+    CHAPTER = "lora"
+
+    @points(2, "B must start at zero so that the adapted model starts identical to the base model",
+            part="LoRALinear")
+    def test_b_starts_at_zero(impl):
+        layer = impl.LoRALinear(nn.Linear(4, 4), rank=2)
+        assert torch.all(layer.B == 0)
+
+:func:`run_graded` runs one such test with a time limit and turns whatever
+happens into an :class:`Outcome` with a short, student-facing message.  The
+pytest plugin (:mod:`curriculum.pytest_plugin`) and :func:`self_check` (used in
+notebook cells) both rely on it, so students see the same messages in both.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import inspect
+import itertools
+import linecache
+import re
+import signal
+import sys
+import threading
+import traceback
+import types
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, TextIO, TypeVar
+
+from curriculum.export import REPO_ROOT, cell_label, chapter_of, export_cells, read_notebook, strip_magics
+
+DEFAULT_TIMEOUT = 20.0
+GRADED_TESTS_DIR = REPO_ROOT / "tests" / "graded"
+STATUSES = ("passed", "failed", "not_implemented", "timeout", "error", "skipped")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# --------------------------------------------------------------------------- declaring tests
+@dataclass(frozen=True)
+class GradeSpec:
+    """What a graded test is worth and what to tell a student when it fails."""
+
+    points: float
+    message: str
+    part: str | None = None
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def points(n: float, message: str, *, part: str | None = None) -> Callable[[F], F]:
+    """Mark a test function as graded: worth ``n`` points, ``message`` shown when it fails.
+
+    ``part`` names the definition the test is about (``self_check(..., part=...)``
+    filters on it).  The function must take exactly one argument, ``impl``.
+    """
+
+    def decorate(func: F) -> F:
+        params = list(inspect.signature(func).parameters.values())
+        if [p.name for p in params] != ["impl"] or params[0].kind not in _POSITIONAL:
+            raise TypeError(f"graded test {func.__name__} must take exactly one argument `impl`")
+        func.__grading__ = GradeSpec(n, message, part)  # type: ignore[attr-defined]
+        return func
+
+    return decorate
+
+
+def grading_spec(func: object) -> GradeSpec | None:
+    """The :class:`GradeSpec` of a graded test, or ``None`` for any other object."""
+    spec = getattr(func, "__grading__", None)
+    return spec if isinstance(spec, GradeSpec) else None
+
+
+def format_points(value: float) -> str:
+    """``2.0`` -> ``"2"``, ``0.5`` -> ``"0.5"``."""
+    return f"{value:g}"
+
+
+# --------------------------------------------------------------------------- the impl object
+class MissingDefinition(AttributeError):
+    """A graded test asked for a name the submission does not define."""
+
+    def __init__(self, name: str, where: str) -> None:
+        super().__init__(f"`{name}` is not defined in {where}")
+        self.name = name
+
+
+class Implementation:
+    """The ``impl`` argument of graded tests: attribute access to a chapter's definitions."""
+
+    def __init__(self, namespace: Mapping[str, Any], where: str = "your notebook") -> None:
+        self._namespace = namespace
+        self._where = where
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_namespace", "_where"):
+            raise AttributeError(name)
+        try:
+            return self._namespace[name]
+        except KeyError:
+            raise MissingDefinition(name, self._where) from None
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._namespace)
+
+    def __repr__(self) -> str:
+        return f"<definitions from {self._where}>"
+
+
+# --------------------------------------------------------------------------- time limits
+class GradingTimeout(BaseException):
+    """Raised inside code that ran past its time limit (a BaseException, so ``except Exception`` misses it)."""
+
+
+def timeouts_supported() -> bool:
+    """Time limits need ``signal.setitimer`` (Unix) and the main thread."""
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`GradingTimeout` in the body after ``seconds`` (repeated every second
+    in case the code swallows it).  Does nothing for ``None``/``0`` or where unsupported."""
+    if not seconds or seconds <= 0 or not timeouts_supported():
+        yield
+        return
+    active = True
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        if active:
+            raise GradingTimeout(seconds)
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
+    try:
+        yield
+    finally:
+        while True:  # a late alarm may interrupt the cleanup itself: retry until done
+            try:
+                active = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+                break
+            except GradingTimeout:
+                continue
+
+
+# --------------------------------------------------------------------------- running tests
+@dataclass
+class Outcome:
+    """The result of one graded test: a status from :data:`STATUSES` and a student-facing message."""
+
+    status: str
+    earned: float
+    message: str
+    details: str = ""  # full traceback, for instructors
+
+
+def short_text(exc: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an exception's message, truncated."""
+    try:
+        text = str(exc)
+    except Exception:
+        return ""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _pytest_outcomes() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """pytest's ``fail`` and ``skip`` exceptions (empty if pytest is not importable)."""
+    try:
+        import pytest
+    except ImportError:  # pragma: no cover - pytest is a dev dependency
+        return (), ()
+    return (pytest.fail.Exception,), (pytest.skip.Exception,)
+
+
+def classify(exc: BaseException, spec: GradeSpec, timeout: float | None = None) -> Outcome:
+    """Turn an exception raised by a graded test into a student-facing :class:`Outcome`."""
+    details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    fail_exc, skip_exc = _pytest_outcomes()
+    text = short_text(exc)
+    if isinstance(exc, GradingTimeout):
+        limit = format_points(timeout or exc.args[0])
+        status, reason = "timeout", f"timed out after {limit} s (is there an infinite loop?)"
+    elif isinstance(exc, NotImplementedError):
+        status, reason = "not_implemented", "not implemented yet"
+    elif isinstance(exc, MissingDefinition):
+        status, reason = "not_implemented", text
+    elif isinstance(exc, skip_exc):
+        return Outcome("skipped", 0, f"skipped: {text}" if text else "skipped", details)
+    elif isinstance(exc, (AssertionError, *fail_exc)):
+        return Outcome("failed", 0, f"{spec.message} ({text})" if text else spec.message, details)
+    else:
+        name = type(exc).__name__
+        status, reason = "error", f"raised {name}: {text}" if text else f"raised {name}"
+    return Outcome(status, 0, f"{reason} — {spec.message}", details)
+
+
+def run_graded(test: Callable[[Any], Any], impl: Any, timeout: float | None = DEFAULT_TIMEOUT) -> Outcome:
+    """Run one graded test against ``impl`` with a time limit; never raises (except Ctrl-C)."""
+    spec = grading_spec(test)
+    if spec is None:
+        raise TypeError(f"{test!r} is not a graded test (use @points)")
+    try:
+        with time_limit(timeout):
+            test(impl)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - student code may raise anything
+        return classify(exc, spec, timeout)
+    return Outcome("passed", spec.points, spec.message)
+
+
+# --------------------------------------------------------------------------- loading submissions
+class LoadError(Exception):
+    """A submission could not be loaded; the message is written for the student."""
+
+
+_DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_module_counter = itertools.count()
+_NUMBERED_NOTEBOOK = re.compile(r"^\d+[_-](?P<chapter>[A-Za-z_]\w*)$")
+
+
+def _calls_something(node: ast.AST) -> bool:
+    """Whether evaluating ``node`` calls a function (lambda bodies are not evaluated)."""
+    if isinstance(node, ast.Call):
+        return True
+    if isinstance(node, ast.Lambda):
+        return False
+    return any(_calls_something(child) for child in ast.iter_child_nodes(node))
+
+
+def is_definition(node: ast.stmt, strict: bool = False) -> bool:
+    """Whether a top-level statement is kept when loading a submission.
+
+    Imports, functions, classes and assignments are kept.  With ``strict`` (used
+    when the notebook lost its ``export`` tags, so every code cell is scanned)
+    assignments are kept only for UPPER_CASE names or values that call nothing,
+    so ``model = train(...)`` does not run.
+    """
+    if isinstance(node, _DEFINITIONS):
+        return True
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        if not strict:
+            return True
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        names = [t.id for t in targets if isinstance(t, ast.Name)]
+        if len(names) != len(targets):
+            return False
+        return node.value is None or all(n.isupper() for n in names) or not _calls_something(node.value)
+    return False
+
+
+def definitions_of(nb: Any, label: str) -> tuple[list[tuple[int, str, types.CodeType]], bool]:
+    """Compile the definitions of a notebook, cell by cell.
+
+    Returns ``([(cell index, cell source, code)], tagged)``; ``tagged`` is False when
+    no cell is tagged ``export`` and all code cells were scanned instead.  Raises
+    :class:`LoadError` for a cell with a syntax error.
+    """
+    cells = export_cells(nb)
+    tagged = bool(cells)
+    if not tagged:
+        cells = [(i, cell) for i, cell in enumerate(nb.cells) if cell.get("cell_type") == "code"]
+    compiled = []
+    for index, cell in cells:
+        source = cell.source
+        if source.lstrip().startswith("%%"):  # cell magic: not Python
+            continue
+        filename = f"{label} [cell {index}]"
+        try:
+            tree = ast.parse(strip_magics(source), filename)
+        except SyntaxError as exc:
+            raise LoadError(
+                f"{cell_label(index, source)} has a syntax error on line {exc.lineno}: {exc.msg}"
+            ) from None
+        kept = [node for node in tree.body if is_definition(node, strict=not tagged)]
+        if kept:
+            linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+            code = compile(ast.Module(body=kept, type_ignores=[]), filename, "exec")
+            compiled.append((index, source, code))
+    return compiled, tagged
+
+
+def load_notebook(
+    path: Path | str, *, timeout: float | None = DEFAULT_TIMEOUT, module_name: str | None = None
+) -> types.ModuleType:
+    """Load only the definitions of a (student) notebook into a fresh module.
+
+    Takes the ``export``-tagged code cells (all code cells if the tags were lost),
+    drops everything but imports, functions, classes and assignments, and runs
+    the rest with a time limit.  Raises :class:`LoadError` with a student-facing
+    message on any problem.
+    """
+    path = Path(path)
+    try:
+        nb = read_notebook(path)
+    except Exception as exc:  # noqa: BLE001 - any parse problem
+        raise LoadError(f"could not read the notebook: {type(exc).__name__}: {short_text(exc)}") from None
+    compiled, _ = definitions_of(nb, str(path))
+    name = module_name or f"_curriculum_submission_{next(_module_counter)}"
+    module = types.ModuleType(name, f"Definitions loaded from {path}")
+    sys.modules[name] = module  # dataclasses, pickling and typing look classes' modules up here
+    current = ""
+    try:
+        with time_limit(timeout):
+            for index, source, code in compiled:
+                current = cell_label(index, source)
+                exec(code, module.__dict__)  # noqa: S102 - running the student's definitions is the point
+    except KeyboardInterrupt:
+        raise
+    except GradingTimeout:
+        sys.modules.pop(name, None)
+        raise LoadError(
+            f"timed out after {format_points(timeout or 0)} s while running {current} "
+            "(is there a long computation outside a function?)"
+        ) from None
+    except BaseException as exc:  # noqa: BLE001
+        sys.modules.pop(name, None)
+        text = short_text(exc)
+        raise LoadError(f"{current} raised {type(exc).__name__}" + (f": {text}" if text else "")) from exc
+    return module
+
+
+def load_solutions(package: str, chapter: str) -> types.ModuleType:
+    """Import the reference module ``<package>.<chapter>``; :class:`LoadError` if that fails."""
+    name = f"{package}.{chapter}"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        hint = " (run `python -m curriculum.export`)" if exc.name in (package, name) else ""
+        raise LoadError(f"could not import {name}: {short_text(exc)}{hint}") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise LoadError(f"could not import {name}: {type(exc).__name__}: {short_text(exc)}") from exc
+
+
+def notebook_chapter(path: Path) -> str | None:
+    """A notebook's chapter: its ``curriculum.chapter`` metadata, else from ``03_lora.ipynb``."""
+    try:
+        chapter = chapter_of(read_notebook(path))
+    except Exception:  # noqa: BLE001 - unreadable notebooks are reported when loaded
+        chapter = None
+    if chapter:
+        return chapter
+    match = _NUMBERED_NOTEBOOK.match(path.stem)
+    return match["chapter"] if match else None
+
+
+def find_notebooks(path: Path | str) -> list[tuple[Path, str]]:
+    """The notebooks under ``path`` (a file or a folder searched recursively), each with a
+    readable id: its path relative to the folder (the file name for a single file)."""
+    path = Path(path)
+    if path.is_file():
+        return [(path, path.name)]
+    found = [
+        p for p in sorted(path.rglob("*.ipynb")) if ".ipynb_checkpoints" not in p.relative_to(path).parts
+    ]
+    return [(p, p.relative_to(path).as_posix()) for p in found]
+
+
+# --------------------------------------------------------------------------- self-checks
+class SelfCheckResult(NamedTuple):
+    """``(earned, possible)`` points of a self-check."""
+
+    earned: float
+    possible: float
+
+    def _ipython_display_(self) -> None:
+        """Show nothing in Jupyter when a cell ends with ``self_check(...)``: the table is printed."""
+
+
+def load_graded_tests(chapter: str, tests_dir: Path | str | None = None) -> list[Callable[[Any], Any]]:
+    """Import ``<tests_dir>/test_<chapter>.py`` and return its graded tests in file order."""
+    directory = Path(tests_dir) if tests_dir is not None else GRADED_TESTS_DIR
+    path = directory / f"test_{chapter}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"no graded tests for chapter {chapter!r}: {path} does not exist")
+    name = f"_curriculum_graded_{chapter}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # fresh on every call, so edits to the tests are picked up
+    added = str(directory) not in sys.path
+    if added:  # like pytest, let graded tests import helpers from their folder
+        sys.path.insert(0, str(directory))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if added:
+            sys.path.remove(str(directory))
+    declared = getattr(module, "CHAPTER", chapter)
+    if declared != chapter:
+        raise ValueError(f"{path} declares CHAPTER = {declared!r}, expected {chapter!r}")
+    return [
+        obj
+        for key, obj in vars(module).items()
+        if key.startswith("test") and grading_spec(obj) is not None and getattr(obj, "__module__", None) == name
+    ]
+
+
+def self_check(
+    chapter: str,
+    namespace: Mapping[str, Any],
+    part: str | None = None,
+    *,
+    tests_dir: Path | str | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    file: TextIO | None = None,
+) -> SelfCheckResult:
+    """Run a chapter's graded tests against ``namespace`` (usually ``globals()``) and print a table.
+
+    ``part`` keeps only the tests about one definition.  Returns ``(earned, possible)``.
+    """
+    tests = load_graded_tests(chapter, tests_dir)
+    if part is not None:
+        parts = sorted({str(grading_spec(t).part) for t in tests})  # type: ignore[union-attr]
+        tests = [t for t in tests if grading_spec(t).part == part]  # type: ignore[union-attr]
+        if not tests:
+            raise ValueError(f"no graded tests for part {part!r} of chapter {chapter!r}; parts: {parts}")
+    impl = Implementation(namespace)
+    rows = []
+    for test in tests:
+        spec = grading_spec(test)
+        assert spec is not None
+        outcome = run_graded(test, impl, timeout)
+        rows.append((outcome.status == "passed", outcome.earned, spec.points, outcome.message))
+    earned = sum(row[1] for row in rows)
+    possible = sum(row[2] for row in rows)
+    scores = [f"{format_points(e)}/{format_points(p)}" for _, e, p, _ in rows]
+    width = max((len(s) for s in scores), default=0)
+    out = file if file is not None else sys.stdout
+    print(f"Self-check: {chapter}" + (f" / {part}" if part else ""), file=out)
+    for (ok, _, _, message), score in zip(rows, scores):
+        print(f"{'✓' if ok else '✗'} {score:>{width}}  {message}", file=out)
+    verdict = "all passed" if rows and earned == possible else f"{sum(not r[0] for r in rows)} to fix"
+    print(f"Total: {format_points(earned)}/{format_points(possible)} points — {verdict}", file=out)
+    return SelfCheckResult(earned, possible)

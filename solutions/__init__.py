@@ -1,0 +1,1 @@
+"""Reference implementations, generated from notebooks/ by `python -m curriculum.export`."""
