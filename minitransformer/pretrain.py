@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .checkpoint import CHECKPOINT_DIR, save_checkpoint
@@ -83,9 +84,17 @@ def validation_loss(model, stream, mode, tokenizer, batch_size=32, batches=20, s
     losses = []
     for _ in range(batches):
         inputs, labels = sample_batch(stream, batch_size, model.config.max_seq_len, mode, tokenizer, generator)
-        losses.append(model(inputs, labels=labels, return_logits=True).loss.item())
+        losses.append(lm_loss(model, inputs, labels).item())
     model.train(was_training)
     return sum(losses) / len(losses)
+
+
+def lm_loss(model, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the positions that have a label. For BERT only ~15% of positions do,
+    so the vocabulary projection is applied to those rows alone."""
+    hidden = model(inputs, return_logits=False).hidden_states  # (B, T, d)
+    keep = labels != -100
+    return F.cross_entropy(model.lm_logits(hidden[keep]), labels[keep])
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
@@ -136,7 +145,7 @@ def pretrain(mode: str = "gpt", steps: int = 1500, batch_size: int = 32, lr: flo
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup=max(1, steps // 20))
         inputs, labels = sample_batch(train_stream, batch_size, max_seq_len, mode, tokenizer, generator)
-        loss = model(inputs, labels=labels).loss
+        loss = lm_loss(model, inputs, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
