@@ -249,3 +249,43 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GB"
+
+
+# ----------------------------------------------------------------------------- experiments
+
+
+@dataclass
+class Experiment:
+    """One training run, summarised for the comparison tables and plots of every chapter."""
+
+    name: str
+    score: float
+    trainable: int
+    total: int
+    losses: list[float]
+    seconds: float
+    memory: dict[str, int]
+    model: Optional[nn.Module] = field(default=None, repr=False)  # the trained model, for further evaluation
+
+    @property
+    def trainable_share(self) -> float:
+        return self.trainable / self.total
+
+    def row(self) -> str:
+        return (f"{self.name:<24} score {self.score:6.3f}   trainable {self.trainable:>9,} ({100 * self.trainable_share:6.3f}%)"
+                f"   train-state memory {format_bytes(self.memory['total']):>9}   {self.seconds:5.1f} s")
+
+
+def fit_and_evaluate(name: str, model: nn.Module, train_loader: DataLoader, eval_loader: DataLoader, *,
+                     epochs: int = 1, lr: float = 1e-3, metric: Callable = None, progress: bool = True) -> Experiment:
+    """Train the parameters that require grad, then score on `eval_loader` (accuracy by default)."""
+    metric = metric or evaluate_accuracy
+    trainable, total = count_parameters(model)
+    result = train(model, train_loader, epochs=epochs, lr=lr, desc=name, progress=progress)
+    memory = training_state_memory(model, result.optimizer)
+    return Experiment(name, metric(model, eval_loader), trainable, total, result.losses, result.seconds, memory, model)
+
+
+def print_experiments(experiments: Sequence[Experiment]) -> None:
+    for e in experiments:
+        print(e.row())
