@@ -18,6 +18,35 @@ import torch.nn.functional as F
 from .tokenizer import CLS, MASK, SEP
 
 
+def fill_template(text: str, answer: str) -> tuple[str, int]:
+    """Put `answer` in place of [MASK] with the corpus's spacing ("a [MASK] ." -> "a baker.").
+
+    Returns the sentence and the character offset where the answer starts.
+    """
+    before, _, after = text.partition("[MASK]")
+    if after[:1] == " " and after[1:2] in tuple(".,;:!?"):
+        after = after[1:]
+    return before + answer + after, len(before)
+
+
+def masked_cloze(tokenizer, text: str, answer: str) -> tuple[list[int], list[int], list[int]]:
+    """A BERT cloze: the filled-in sentence tokenized as in pretraining, answer tokens masked.
+
+    Returns (ids with [CLS] and [SEP], the masked positions, the answer's token ids there).
+    Writing "[MASK]" into the text instead tokenizes badly with byte-level BPE: "a [MASK] ."
+    gives stray space tokens that never occur in the corpus.
+    """
+    filled, start = fill_template(text, answer)
+    end = start + len(answer)
+    encoding = tokenizer.encode(filled, add_special_tokens=False)
+    positions = [i for i, (a, b) in enumerate(encoding.offsets) if a < end and b > start]
+    ids = list(encoding.ids)
+    targets = [ids[i] for i in positions]
+    for i in positions:
+        ids[i] = tokenizer.token_to_id(MASK)
+    return [tokenizer.token_to_id(CLS), *ids, tokenizer.token_to_id(SEP)], [i + 1 for i in positions], targets
+
+
 def _candidate_ids(tokenizer, candidate: str) -> list[int]:
     return tokenizer.encode(" " + candidate.strip(), add_special_tokens=False).ids
 
@@ -26,21 +55,14 @@ def _candidate_ids(tokenizer, candidate: str) -> list[int]:
 def candidate_scores(model, tokenizer, example: dict) -> torch.Tensor:
     """Log-likelihood of each candidate in `example["candidates"]`, shape (num_candidates,)."""
     mode = model.config.mode
-    candidates = [_candidate_ids(tokenizer, c) for c in example["candidates"]]
-    rows = []
+    rows = []  # (input ids, positions scored, token ids expected there)
     if mode == "gpt":
         prefix = tokenizer.encode(example["prefix"], add_special_tokens=False).ids
-        for cand in candidates:
+        for candidate in example["candidates"]:
+            cand = _candidate_ids(tokenizer, candidate)
             rows.append((prefix + cand, list(range(len(prefix), len(prefix) + len(cand))), cand))
     else:
-        before, _, after = example["text"].partition("[MASK]")
-        left = tokenizer.encode(before, add_special_tokens=False).ids
-        right = tokenizer.encode(after, add_special_tokens=False).ids if after.strip() else []
-        mask_id = tokenizer.token_to_id(MASK)
-        for cand in candidates:
-            ids = [tokenizer.token_to_id(CLS), *left, *[mask_id] * len(cand), *right, tokenizer.token_to_id(SEP)]
-            start = 1 + len(left)
-            rows.append((ids, list(range(start, start + len(cand))), cand))
+        rows = [masked_cloze(tokenizer, example["text"], candidate) for candidate in example["candidates"]]
     longest = max(len(ids) for ids, _, _ in rows)
     input_ids = torch.zeros(len(rows), longest, dtype=torch.long)
     attention_mask = torch.zeros_like(input_ids)

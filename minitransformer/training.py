@@ -97,11 +97,25 @@ def _collate(pad_id: int) -> Callable:
     return collate
 
 
-def make_loader(items: list, tokenizer, batch_size: int = 32, shuffle: bool = False, seed: int = 0) -> DataLoader:
-    """A DataLoader over (ids, label) pairs that right-pads each batch. Shuffling is seeded."""
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(items, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      collate_fn=_collate(tokenizer.token_to_id(PAD)))
+class SeededLoader(DataLoader):
+    """A DataLoader whose shuffle order depends only on (seed, epoch).
+
+    A plain DataLoader keeps drawing from one generator, so the second training run in a
+    notebook would see a different order than the first. `train` calls `set_epoch`.
+    """
+
+    def __init__(self, *args, seed: int = 0, **kwargs):
+        super().__init__(*args, generator=torch.Generator().manual_seed(seed), **kwargs)
+        self.seed = seed
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed * 100_003 + epoch)
+
+
+def make_loader(items: list, tokenizer, batch_size: int = 32, shuffle: bool = False, seed: int = 0) -> SeededLoader:
+    """A DataLoader over (ids, label) pairs that right-pads each batch. Shuffling is seeded per epoch."""
+    return SeededLoader(items, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                        collate_fn=_collate(tokenizer.token_to_id(PAD)))
 
 
 def classification_loader(examples: Iterable[dict], tokenizer, mode: str, batch_size: int = 32, shuffle: bool = False,
@@ -145,7 +159,9 @@ def train(model: nn.Module, loader: DataLoader, *, epochs: int = 1, lr: float = 
     start = time.perf_counter()
     model.train()
     with tqdm(total=total, desc=desc, disable=not progress, leave=False) as bar:
-        for _ in range(epochs):
+        for epoch in range(epochs):
+            if hasattr(loader, "set_epoch"):
+                loader.set_epoch(epoch)
             for batch in loader:
                 if result.steps >= total:
                     break
