@@ -1,0 +1,239 @@
+"""Graded tests for chapter 5, adapters. Each test carries points and a hint for the student.
+
+They judge behaviour (outputs, parameter counts, which tensors train and where the new ones
+live, what survives training and a save/load round trip), not attribute names, so any
+correct implementation of the notebook's API gets full marks.
+"""
+
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from curriculum import points
+from minitransformer import MiniTransformer, SequenceClassifier, TransformerConfig
+
+CHAPTER = "adapters"
+
+D, L = 16, 2  # the tiny model's width and depth
+
+
+def tiny_classifier(seed=0, randomize=False) -> SequenceClassifier:
+    """A tiny random BERT-mode classifier; `randomize` makes every tensor distinct (LayerNorms and biases too)."""
+    torch.manual_seed(seed)
+    config = TransformerConfig(vocab_size=40, max_seq_len=16, d_model=D, n_layers=L, n_heads=2, d_ff=32,
+                               dropout=0.0, mode="bert")
+    model = SequenceClassifier(MiniTransformer(config), num_labels=2, dropout=0.0).eval()
+    if randomize:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(0.3 * torch.randn_like(p) + (1.0 if p.dim() == 1 and p.shape[0] == D else 0.0))
+    return model
+
+
+def batch(seed=1):
+    return torch.randint(1, 40, (3, 7), generator=torch.Generator().manual_seed(seed))
+
+
+def trainable(module: nn.Module) -> list[torch.Tensor]:
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+def inject(impl, model, **config):
+    return impl.inject_adapters(model, impl.AdapterConfig(**config), verbose=False)
+
+
+def layer_norm_and_head_ids(model) -> set[int]:
+    ids = {id(p) for m in model.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()}
+    return ids | {id(p) for p in model.head.parameters()}
+
+
+def new_trainable(model) -> dict[str, torch.Tensor]:
+    """Trainable parameters that are neither LayerNorms nor the head: the adapters."""
+    skip = layer_norm_and_head_ids(model)
+    return {n: p for n, p in model.named_parameters() if p.requires_grad and id(p) not in skip}
+
+
+def adapter_size(d, m) -> int:
+    return 2 * d * m + d + m
+
+
+# --------------------------------------------------------------------------- BottleneckAdapter
+
+
+@points(2, "At init the adapter must return its input unchanged (zero up-projection + skip connection), have "
+           "2*d*m + d + m trainable parameters (down d->m and up m->d, with biases), and the up-projection "
+           "must already get a gradient (so the down-projection must not start at zero).", part="BottleneckAdapter")
+def test_adapter_is_identity_at_init(impl):
+    torch.manual_seed(0)
+    adapter = impl.BottleneckAdapter(16, 4, non_linearity="gelu")
+    assert sum(p.numel() for p in trainable(adapter)) == adapter_size(16, 4), "wrong number of trainable parameters"
+    h = torch.randn(3, 5, 16)
+    out = adapter(h)
+    assert out.shape == h.shape
+    assert torch.allclose(out, h, atol=1e-6), "the adapter is not the identity at init"
+    out.pow(2).sum().backward()
+    # A weight matrix (not just a bias) must get a gradient, or the bottleneck can never learn.
+    grads = [p.grad for p in trainable(adapter) if p.grad is not None and p.dim() >= 2]
+    assert grads and max(g.abs().max().item() for g in grads) > 0, "no adapter weight matrix gets a gradient at init"
+
+
+@points(2, "forward(h) must be h + up(act(down(h))): the skip connection around the bottleneck, with the "
+           "chosen non_linearity between the two projections.", part="BottleneckAdapter")
+def test_adapter_residual_and_nonlinearity(impl):
+    h = torch.randn(4, 6)
+    for m, name, act in ((1, "gelu", F.gelu), (3, "relu", F.relu)):
+        adapter = impl.BottleneckAdapter(6, m, non_linearity=name)
+        with torch.no_grad():
+            for p in adapter.parameters():
+                p.fill_(0.5)
+        # All weights and biases 0.5: down(h) = 0.5*sum(h) + 0.5 in each of the m units,
+        # up(a) = 0.5*m*a + 0.5 in each of the d outputs.
+        bottleneck = act(0.5 * h.sum(dim=-1, keepdim=True) + 0.5)
+        expected = h + 0.5 * m * bottleneck + 0.5
+        assert torch.allclose(adapter(h), expected, atol=1e-5), f"wrong output for m={m}, non_linearity={name!r}"
+
+
+# --------------------------------------------------------------------------- AdapterConfig
+
+
+@points(1, "Invalid settings must raise a ValueError that names the field: a bottleneck_size that is not a "
+           "positive integer or larger than d_model, a reduction_factor that gives m < 1 or m > d_model, an "
+           "unknown non_linearity, or mh_adapter and output_adapter both False.", part="AdapterConfig")
+def test_invalid_config_is_rejected(impl):
+    cases = [
+        (dict(bottleneck_size=0), "bottleneck_size"),
+        (dict(bottleneck_size=-4), "bottleneck_size"),
+        (dict(bottleneck_size=2.5), "bottleneck_size"),
+        (dict(bottleneck_size=2 * D), "bottleneck_size"),  # wider than d_model: no bottleneck
+        (dict(reduction_factor=0), "reduction_factor"),
+        (dict(reduction_factor=4 * D), "reduction_factor"),  # d_model // 64 = 0
+        (dict(reduction_factor=0.25), "reduction_factor"),  # m = 4 * d_model
+        (dict(non_linearity="sigmoidal"), "non_linearity"),
+        (dict(mh_adapter=False, output_adapter=False), "_adapter"),
+    ]
+    for settings, field in cases:
+        try:
+            inject(impl, tiny_classifier(), **settings)
+        except ValueError as exc:
+            assert field in str(exc), f"the error for {settings} must name {field!r}: {exc}"
+        else:
+            raise AssertionError(f"{settings} was accepted")
+    inject(impl, tiny_classifier(), reduction_factor=4)  # m = 4: valid
+
+
+# --------------------------------------------------------------------------- inject_adapters
+
+
+@points(3, "inject_adapters must put one adapter after attn.out_proj and one after mlp.fc2 in every block "
+           "(only where mh_adapter / output_adapter say), with m = d_model // reduction_factor unless "
+           "bottleneck_size is given, and leave the model's output unchanged at init.", part="inject_adapters")
+def test_adapters_wrap_out_proj_and_fc2(impl):
+    x = batch()
+    for settings, slots, m in ((dict(bottleneck_size=4), ("attn.out_proj", "mlp.fc2"), 4),
+                               (dict(reduction_factor=8, output_adapter=False), ("attn.out_proj",), 2),
+                               (dict(bottleneck_size=3, mh_adapter=False), ("mlp.fc2",), 3)):
+        model = tiny_classifier()
+        before = model(x).logits.detach()
+        inject(impl, model, **settings)
+        assert torch.allclose(model(x).logits, before, atol=1e-6), f"{settings}: the output changed at init"
+        new = new_trainable(model)
+        for name in new:
+            assert any(f".blocks.{i}.{slot}." in name for i in range(L) for slot in slots), \
+                f"{settings}: unexpected new parameter {name}"
+        for i in range(L):
+            for slot in slots:
+                count = sum(p.numel() for n, p in new.items() if f".blocks.{i}.{slot}." in n)
+                assert count == adapter_size(D, m), f"{settings}: block {i} {slot} has {count} adapter parameters, " \
+                                                    f"expected {adapter_size(D, m)} (m={m})"
+        with torch.no_grad():
+            for p in new.values():
+                p.add_(0.5 * torch.randn_like(p))
+        assert not torch.allclose(model(x).logits, before, atol=1e-4), f"{settings}: the adapters are not used"
+        # The adapter must act on the projection's *output*: with the frozen projection zeroed,
+        # the slot computes adapter(0), a non-zero constant (an adapter on the input would give 0).
+        for i in range(L):
+            for slot in slots:
+                module = model.backbone.get_submodule(f"blocks.{i}.{slot}")
+                with torch.no_grad():
+                    for p in module.parameters():
+                        if not p.requires_grad:
+                            p.zero_()
+                    out = module(torch.randn(2, 3, D if slot == "attn.out_proj" else 32))
+                assert out.shape == (2, 3, D)
+                assert out.abs().max() > 0 and torch.allclose(out, out[:1, :1].expand_as(out), atol=1e-6), \
+                    f"{settings}: block {i} {slot}: the adapter must come after the projection, on its output"
+
+
+@points(2, "Only the adapters, the LayerNorms (when train_layer_norms=True) and the head may train: freeze "
+           "every other backbone tensor.", part="inject_adapters")
+def test_only_adapters_layer_norms_and_head_train(impl):
+    for train_layer_norms in (True, False):
+        model = tiny_classifier(randomize=True)
+        layer_norms = [p.detach().clone() for m in model.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()]
+        others = [p.detach().clone() for n, p in model.backbone.named_parameters()
+                  if not any(p is q for m in model.modules() if isinstance(m, nn.LayerNorm) for q in m.parameters())]
+        inject(impl, model, bottleneck_size=4, train_layer_norms=train_layer_norms)
+        n_head = D * 2 + 2
+        n_layer_norms = (2 * L + 1) * 2 * D
+        expected = n_head + 2 * L * adapter_size(D, 4) + (n_layer_norms if train_layer_norms else 0)
+        n_trainable = sum(p.numel() for p in trainable(model))
+        assert n_trainable == expected, f"train_layer_norms={train_layer_norms}: {n_trainable} trainable parameters, " \
+                                        f"expected {expected}"
+        assert all(p.requires_grad for p in model.head.parameters()), "the task head must stay trainable"
+        frozen = [p for p in model.parameters() if not p.requires_grad]
+        for original in others:
+            assert any(p.shape == original.shape and torch.equal(p, original) for p in frozen), \
+                "a pretrained projection or embedding is trainable (or was changed)"
+        pool = trainable(model) if train_layer_norms else frozen
+        for original in layer_norms:
+            assert any(p.shape == original.shape and torch.equal(p, original) for p in pool), \
+                f"train_layer_norms={train_layer_norms}: a LayerNorm has the wrong trainability"
+
+
+@points(1, "Training must leave every pretrained projection and embedding bit-for-bit unchanged, while the "
+           "adapters learn.", part="inject_adapters")
+def test_training_keeps_pretrained_weights(impl):
+    model = tiny_classifier(randomize=True)
+    layer_norm_ids = {id(p) for m in model.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()}
+    originals = [p.detach().clone() for p in model.backbone.parameters() if id(p) not in layer_norm_ids]
+    inject(impl, model, bottleneck_size=4)
+    adapters_before = [p.detach().clone() for p in new_trainable(model).values()]
+    optimizer = torch.optim.AdamW(trainable(model), lr=1e-2)
+    for _ in range(3):
+        loss = model(batch(), labels=torch.tensor([0, 1, 1])).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    for original in originals:
+        assert any(p.shape == original.shape and torch.equal(p, original) for p in frozen), \
+            "a pretrained projection or embedding changed during training"
+    adapters_after = list(new_trainable(model).values())
+    assert adapters_after and all(not torch.equal(a, b) for a, b in zip(adapters_before, adapters_after)), \
+        "every adapter tensor should move after three optimizer steps"
+
+
+# --------------------------------------------------------------------------- save / load
+
+
+@points(2, "save_adapters must store only the trained tensors (adapters, LayerNorms, head) and a small config, "
+           "and load_adapters must rebuild an identical model on a fresh base model.", part="save_adapters")
+def test_save_and_load_round_trip(impl):
+    model = tiny_classifier()
+    config = impl.AdapterConfig(bottleneck_size=4)
+    impl.inject_adapters(model, config, verbose=False)
+    with torch.no_grad():
+        for p in trainable(model):
+            p.add_(0.3 * torch.randn_like(p))
+    x = batch()
+    with tempfile.TemporaryDirectory() as tmp:
+        impl.save_adapters(model, config, tmp)
+        stored = sum(f.stat().st_size for f in Path(tmp).iterdir())
+        n_trainable = sum(p.numel() for p in trainable(model))
+        assert stored < 4 * n_trainable + 4096, "the files hold more than the trained tensors"
+        reloaded = impl.load_adapters(tiny_classifier(), tmp)
+    assert torch.allclose(reloaded.eval()(x).logits, model(x).logits, atol=1e-6), \
+        "the reloaded model gives different outputs"
