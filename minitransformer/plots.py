@@ -1,0 +1,38 @@
+"""The plots every chapter draws: loss curves and score against trainable parameters."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .training import Experiment
+
+
+def smooth(values: Sequence[float], window: int = 10) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    if len(values) < window:
+        return values
+    return np.convolve(values, np.ones(window) / window, mode="valid")
+
+
+def plot_loss_curves(experiments: Sequence[Experiment], ax=None, title: str = "Training loss"):
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    for e in experiments:
+        ax.plot(smooth(e.losses), label=e.name)
+    ax.set(xlabel="optimizer step", ylabel="loss (moving average of 10)", title=title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_score_vs_params(experiments: Sequence[Experiment], ax=None, metric: str = "accuracy",
+                         title: str = "Score against trainable parameters"):
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    for e in experiments:
+        ax.scatter(e.trainable, e.score, s=40)
+        ax.annotate(e.name, (e.trainable, e.score), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set(xlabel="trainable parameters (log scale)", ylabel=metric, title=title)
+    ax.grid(alpha=0.3)
+    return ax
