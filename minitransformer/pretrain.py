@@ -132,6 +132,12 @@ def pretrain(mode: str = "gpt", steps: int = 1500, batch_size: int = 32, lr: flo
     separator = EOS if mode == "gpt" else SEP
     train_stream = token_stream(train_docs, tokenizer, separator)
     val_stream = token_stream(val_docs, tokenizer, separator)
+    for split, stream in (("training", train_stream), ("validation (every 50th document)", val_stream)):
+        if len(stream) <= max_seq_len + 1:
+            raise ValueError(
+                f"The {split} text has only {len(stream)} tokens, too few for windows of max_seq_len={max_seq_len}. "
+                "Give a larger text file or a smaller --max-seq-len."
+            )
 
     config = TransformerConfig(vocab_size=tokenizer.get_vocab_size(), max_seq_len=max_seq_len, d_model=d_model,
                                n_layers=n_layers, n_heads=n_heads, d_ff=4 * d_model, mode=mode)

@@ -9,9 +9,9 @@ from minitransformer.pretrain import main
 
 
 def write_corpus(path):
-    sentences = [f"The {c} cat sat on the {p} mat near the {t} tree." for c in ("grey", "black", "white", "ginger")
-                 for p in ("red", "blue", "green") for t in ("old", "tall", "young")]
-    path.write_text("\n\n".join(sentences))
+    sentences = [f"The {c} cat sat on the {p} mat near the {t} tree. It was {w}." for c in ("grey", "black", "white", "ginger")
+                 for p in ("red", "blue", "green") for t in ("old", "tall", "young") for w in ("day", "night", "noon")]
+    path.write_text("\n\n".join(sentences * 3))
     return path
 
 
@@ -35,5 +35,9 @@ def test_pretrain_rejects_bad_arguments(tmp_path, capsys):
         main(["--steps", "0"])
     assert "--steps" in capsys.readouterr().err
     (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00\x81" * 100)
+    small = tmp_path / "small.txt"
+    small.write_text("\n\n".join(f"Line {i}." for i in range(12)))
+    with pytest.raises(ValueError, match="too few for windows"):
+        main(["--text", str(small), "--out", str(tmp_path / "small_out"), "--steps", "1"])
     with pytest.raises(ValueError, match="not UTF-8"):
         main(["--text", str(tmp_path / "binary.txt"), "--out", str(tmp_path)])
