@@ -158,8 +158,7 @@ def train(model: nn.Module, loader: DataLoader, *, epochs: int = 1, lr: float = 
     result = TrainResult(optimizer=optimizer)
     start = time.perf_counter()
     model.train()
-    # mininterval: fewer progress messages, which keeps notebooks responsive on a busy machine.
-    with tqdm(total=total, desc=desc, disable=not progress, leave=False, mininterval=0.5) as bar:
+    with tqdm(total=total, desc=desc, disable=not progress, leave=False) as bar:
         for epoch in range(epochs):
             if hasattr(loader, "set_epoch"):
                 loader.set_epoch(epoch)
