@@ -1,10 +1,20 @@
-"""The standard setup the method chapters share, so that their numbers are comparable.
+"""The standard recipe the method chapters share, so that their numbers are comparable.
 
 Every method chapter adapts the same backbone to sentiment classification with the same
-data, order, epochs and seed, and compares against the same two baselines:
+data, order, schedule, budget and seed:
 
-    full fine-tuning   every weight trains                          (lr FULL_LR)
-    frozen + head      only the linear head on the last token trains (lr HEAD_LR)
+    data       the first N_TRAIN of 2,000 training reviews, batches of BATCH_SIZE, validation 500
+    optimizer  AdamW, linear warmup over the first WARMUP_RATIO of the steps, then linear decay to 0
+               (the schedule of BERT fine-tuning: Hugging Face's get_linear_schedule_with_warmup)
+    budget     EPOCHS epochs: enough for every method's validation curve to flatten (chapter 2)
+    lr         one per method, LEARNING_RATES, picked by a recorded sweep (benchmarks/lr_sweep.md;
+               regenerate with `python -m minitransformer.benchmark sweep`), as the papers tune per method
+
+and against the same two reference points:
+
+    full fine-tuning   every weight trains
+    frozen probe       a linear probe on the frozen backbone's features: an L2 logistic regression
+                       on standardised features, fit to convergence (`fit_linear_probe`)
 
 The backbone is the GPT-mode checkpoint, pooled at its last token ([EOS]). Chapter 2 shows
 why: fine-tuned the same way, it learns the task faster than the BERT-mode checkpoint.
@@ -12,21 +22,34 @@ why: fine-tuned the same way, it learns the task faster than the BERT-mode check
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from .checkpoint import load_pretrained
 from .model import SequenceClassifier
-from .training import Experiment, classification_loader, fit_and_evaluate, freeze, set_seed
+import torch
+
+from .training import (Experiment, classification_loader, fit_and_evaluate, fit_linear_probe, fit_logistic_regression,
+                       freeze, set_seed)
 
 BACKBONE = "gpt"
 N_TRAIN = 1000  # training reviews (of 2000): the low/medium-data regime PEFT papers care about
-EPOCHS = 5
+EPOCHS = 10
 BATCH_SIZE = 32
-FULL_LR = 1e-3
-HEAD_LR = 1e-2
+WARMUP_RATIO = 0.1
+SCHEDULE = "linear"
 SEED = 0
+
+# Peak learning rate per method, from the sweep in benchmarks/lr_sweep.md (seed 0, validation accuracy).
+LEARNING_RATES = {
+    "full": 1e-3,
+    "lora": 3e-3,
+    "bitfit": 1e-2,
+    "adapters": 3e-3,
+}
 
 
 @dataclass
@@ -37,17 +60,17 @@ class SentimentSetup:
     test_loader: DataLoader
 
 
-def sentiment_setup(n_train: int = N_TRAIN, seed: int = SEED) -> SentimentSetup:
-    """Loaders for the sentiment task, encoded for the standard backbone."""
+def sentiment_setup(n_train: int = N_TRAIN, seed: int = SEED, backbone: str = BACKBONE) -> SentimentSetup:
+    """Loaders for the sentiment task, encoded for `backbone` (the standard one by default)."""
     from .world import load_task
 
     task = load_task("sentiment")
-    _, tokenizer = load_pretrained(BACKBONE)
+    _, tokenizer = load_pretrained(backbone)
     return SentimentSetup(
         tokenizer,
-        classification_loader(task.train[:n_train], tokenizer, BACKBONE, batch_size=BATCH_SIZE, shuffle=True, seed=seed),
-        classification_loader(task.validation, tokenizer, BACKBONE, batch_size=100),
-        classification_loader(task.test, tokenizer, BACKBONE, batch_size=100),
+        classification_loader(task.train[:n_train], tokenizer, backbone, batch_size=BATCH_SIZE, shuffle=True, seed=seed),
+        classification_loader(task.validation, tokenizer, backbone, batch_size=100),
+        classification_loader(task.test, tokenizer, backbone, batch_size=100),
     )
 
 
@@ -58,12 +81,66 @@ def fresh_classifier(name: str = BACKBONE, num_labels: int = 2, seed: int = SEED
     return SequenceClassifier(backbone, num_labels=num_labels)
 
 
-def baselines(setup: SentimentSetup, epochs: int = EPOCHS, progress: bool = True) -> tuple[Experiment, Experiment]:
-    """(full fine-tuning, frozen + head) on the standard setup."""
-    full = fit_and_evaluate("full fine-tuning", fresh_classifier(), setup.train_loader, setup.val_loader,
-                            epochs=epochs, lr=FULL_LR, progress=progress)
-    frozen_model = fresh_classifier()
-    freeze(frozen_model.backbone)
-    frozen = fit_and_evaluate("frozen + head", frozen_model, setup.train_loader, setup.val_loader,
-                              epochs=epochs, lr=HEAD_LR, progress=progress)
-    return full, frozen
+def train_standard(name: str, model: nn.Module, setup: SentimentSetup, method: str, *, lr: float = None,
+                   epochs: int = EPOCHS, track_curve: bool = False, progress: bool = True) -> Experiment:
+    """Train `model` (its trainable parameters already chosen) with the standard recipe and score it.
+
+    `method` picks the learning rate from LEARNING_RATES unless `lr` is given.
+    """
+    if lr is None:
+        if method not in LEARNING_RATES:
+            raise ValueError(f"No standard learning rate for method {method!r}; known: {sorted(LEARNING_RATES)}. "
+                             f"Pass lr=... or add it to LEARNING_RATES after a sweep.")
+        lr = LEARNING_RATES[method]
+    return fit_and_evaluate(name, model, setup.train_loader, setup.val_loader, epochs=epochs, lr=lr,
+                            warmup_ratio=WARMUP_RATIO, schedule=SCHEDULE, track_curve=track_curve, progress=progress)
+
+
+def frozen_probe(setup: SentimentSetup, seed: int = SEED) -> Experiment:
+    """The frozen reference point: a linear probe on the frozen pretrained backbone."""
+    model = fresh_classifier(seed=seed)
+    freeze(model.backbone)
+    return fit_linear_probe("frozen probe", model, setup.train_loader, setup.val_loader)
+
+
+def baselines(setup: SentimentSetup, seed: int = SEED, track_curve: bool = False,
+              progress: bool = True) -> tuple[Experiment, Experiment]:
+    """(full fine-tuning, frozen probe) on the standard setup."""
+    full = train_standard("full fine-tuning", fresh_classifier(seed=seed), setup, "full", track_curve=track_curve,
+                          progress=progress)
+    return full, frozen_probe(setup, seed)
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+def bag_of_ngrams_baseline(n_train: int = N_TRAIN, ngram: int = 2) -> tuple[float, float, int]:
+    """The no-pretraining baseline: L2 logistic regression on word uni- to n-gram presence.
+
+    Fit on the same `n_train` reviews, L2 strength chosen on validation. Returns
+    (validation accuracy, test accuracy, number of n-gram features).
+    """
+    from .world import load_task
+
+    task = load_task("sentiment")
+
+    def grams(text: str) -> set[str]:
+        w = words(text)
+        return {" ".join(w[i:i + n]) for n in range(1, ngram + 1) for i in range(len(w) - n + 1)}
+
+    train = task.train[:n_train]
+    vocabulary = {g: i for i, g in enumerate(sorted(set().union(*(grams(ex["text"]) for ex in train))))}
+
+    def featurise(examples) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.zeros(len(examples), len(vocabulary))
+        for row, ex in enumerate(examples):
+            for g in grams(ex["text"]):
+                if g in vocabulary:
+                    x[row, vocabulary[g]] = 1.0
+        return x, torch.tensor([int(ex["label"]) for ex in examples])
+
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = map(featurise, (train, task.validation, task.test))
+    val_score, _, weight, bias, _ = fit_logistic_regression(x_train, y_train, x_val, y_val)
+    test_score = ((x_test @ weight.T + bias).argmax(-1) == y_test).float().mean().item()
+    return val_score, test_score, len(vocabulary)

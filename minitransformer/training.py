@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -134,9 +135,33 @@ def token_classification_loader(examples: Iterable[dict], tokenizer, mode: str, 
 # ----------------------------------------------------------------------------- training
 
 
+SCHEDULES = ("linear", "cosine", "constant")
+
+
+def lr_factor(step: int, total: int, warmup_steps: int, schedule: str = "linear") -> float:
+    """The learning-rate multiplier at `step`: linear warmup over `warmup_steps`, then decay to 0.
+
+    The schedule of BERT fine-tuning (Hugging Face's `get_linear_schedule_with_warmup`), or its
+    cosine variant. "constant" keeps the warmup and then holds the peak.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"Unknown schedule {schedule!r}; choose one of {SCHEDULES}.")
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total - warmup_steps)  # 0 -> 1 after warmup
+    if schedule == "linear":
+        return max(0.0, 1.0 - progress)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    return 1.0
+
+
 @dataclass
 class TrainResult:
     losses: list[float] = field(default_factory=list)  # one per optimizer step
+    learning_rates: list[float] = field(default_factory=list)  # the peak-group lr used at each step
+    curve: list[float] = field(default_factory=list)  # the `eval_fn` score after each epoch, if given
+    train_accuracy: Optional[float] = None  # running accuracy over the last epoch (dropout on), if measurable
     seconds: float = 0.0
     optimizer: Optional[torch.optim.Optimizer] = None
 
@@ -145,16 +170,33 @@ class TrainResult:
         return len(self.losses)
 
 
+def _running_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> Optional[tuple[int, int]]:
+    """(correct, counted) for class logits (B, C) or (B, T, C) against labels; None if shapes do not fit."""
+    if logits is None or logits.shape[:-1] != labels.shape:
+        return None
+    keep = labels != -100
+    return int((logits.argmax(-1)[keep] == labels[keep]).sum()), int(keep.sum())
+
+
 def train(model: nn.Module, loader: DataLoader, *, epochs: int = 1, lr: float = 1e-3, weight_decay: float = 0.0,
-          max_steps: Optional[int] = None, desc: str = "train", progress: bool = True,
+          warmup_ratio: float = 0.1, schedule: str = "linear", max_steps: Optional[int] = None,
+          eval_fn: Optional[Callable[[nn.Module], float]] = None, desc: str = "train", progress: bool = True,
           device: Optional[torch.device] = None) -> TrainResult:
-    """AdamW on the parameters that require grad. The model's `forward(**batch)` must return `.loss`."""
+    """AdamW on the parameters that require grad, with linear warmup then decay (see `lr_factor`).
+
+    The model's `forward(**batch)` must return `.loss` (and `.logits`, for the running train accuracy).
+    `eval_fn(model)`, if given, is called after every epoch; its scores form `result.curve`.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("No parameter requires grad: nothing to train. Did you freeze the whole model?")
+    if not 0.0 <= warmup_ratio < 1.0:
+        raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}; 0.06 to 0.1 is usual.")
     device = device or next(model.parameters()).device
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     total = epochs * len(loader) if max_steps is None else min(max_steps, epochs * len(loader))
+    warmup_steps = max(1, round(warmup_ratio * total)) if warmup_ratio > 0 else 0
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, warmup_steps, schedule))
     result = TrainResult(optimizer=optimizer)
     start = time.perf_counter()
     model.train()
@@ -162,17 +204,30 @@ def train(model: nn.Module, loader: DataLoader, *, epochs: int = 1, lr: float = 
         for epoch in range(epochs):
             if hasattr(loader, "set_epoch"):
                 loader.set_epoch(epoch)
+            correct = counted = 0
             for batch in loader:
                 if result.steps >= total:
                     break
                 batch = {k: v.to(device) for k, v in batch.items()}
-                loss = model(**batch).loss
+                output = model(**batch)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                output.loss.backward()
+                result.learning_rates.append(optimizer.param_groups[0]["lr"])
                 optimizer.step()
-                result.losses.append(loss.item())
+                scheduler.step()
+                result.losses.append(output.loss.item())
+                hits = _running_accuracy(getattr(output, "logits", None), batch.get("labels"))
+                if hits is not None:
+                    correct, counted = correct + hits[0], counted + hits[1]
+                # refresh=False: the bar redraws at most every `mininterval`, not on every step
+                # (a redraw per step floods a notebook's kernel with messages).
+                bar.set_postfix(loss=f"{result.losses[-1]:.3f}", refresh=False)
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+            if counted:
+                result.train_accuracy = correct / counted
+            if eval_fn is not None:
+                result.curve.append(eval_fn(model))
+                model.train()
     model.eval()
     result.seconds = time.perf_counter() - start
     return result
@@ -270,6 +325,24 @@ def format_bytes(n: float) -> str:
 # ----------------------------------------------------------------------------- experiments
 
 
+class PlateauWarning(UserWarning):
+    """A run ended with training accuracy at the majority-class share: it never learned the task."""
+
+
+def majority_share(loader: DataLoader) -> float:
+    """The share of the most frequent label (token labels of -100 ignored): the one-class plateau."""
+    counts: dict[int, int] = {}
+    for batch in loader:
+        labels = batch["labels"]
+        for label, n in zip(*torch.unique(labels[labels != -100], return_counts=True)):
+            counts[int(label)] = counts.get(int(label), 0) + int(n)
+    return max(counts.values()) / sum(counts.values())
+
+
+# A run counts as trained when its last-epoch training accuracy beats the majority share by this much.
+PLATEAU_MARGIN = 0.05
+
+
 @dataclass
 class Experiment:
     """One training run, summarised for the comparison tables and plots of every chapter."""
@@ -282,24 +355,134 @@ class Experiment:
     seconds: float
     memory: dict[str, int]
     model: Optional[nn.Module] = field(default=None, repr=False)  # the trained model, for further evaluation
+    curve: list[float] = field(default_factory=list)  # validation score after each epoch
+    train_accuracy: Optional[float] = None  # running accuracy over the last epoch
+    majority: Optional[float] = None  # majority-class share of the training labels
 
     @property
     def trainable_share(self) -> float:
         return self.trainable / self.total
 
+    @property
+    def on_plateau(self) -> bool:
+        """True if training never left the one-class plateau (see PLATEAU_MARGIN)."""
+        if self.train_accuracy is None or self.majority is None:
+            return False
+        return self.train_accuracy < self.majority + PLATEAU_MARGIN
+
     def row(self) -> str:
+        flag = "   ON THE ONE-CLASS PLATEAU" if self.on_plateau else ""
         return (f"{self.name:<24} score {self.score:6.3f}   trainable {self.trainable:>9,} ({100 * self.trainable_share:6.3f}%)"
-                f"   train-state memory {format_bytes(self.memory['total']):>9}   {self.seconds:5.1f} s")
+                f"   train-state memory {format_bytes(self.memory['total']):>9}   {self.seconds:5.1f} s{flag}")
 
 
 def fit_and_evaluate(name: str, model: nn.Module, train_loader: DataLoader, eval_loader: DataLoader, *,
-                     epochs: int = 1, lr: float = 1e-3, metric: Callable = None, progress: bool = True) -> Experiment:
-    """Train the parameters that require grad, then score on `eval_loader` (accuracy by default)."""
+                     epochs: int = 1, lr: float = 1e-3, metric: Callable = None, track_curve: bool = False,
+                     progress: bool = True, **train_kwargs) -> Experiment:
+    """Train the parameters that require grad, then score on `eval_loader` (accuracy by default).
+
+    `track_curve=True` also scores `eval_loader` after every epoch (`Experiment.curve`). A run whose
+    training accuracy stays at the majority share gets a PlateauWarning: its score says nothing
+    about the method, only that it did not train.
+    """
+    import warnings
+
     metric = metric or evaluate_accuracy
     trainable, total = count_parameters(model)
-    result = train(model, train_loader, epochs=epochs, lr=lr, desc=name, progress=progress)
+    eval_fn = (lambda m: metric(m, eval_loader)) if track_curve else None
+    result = train(model, train_loader, epochs=epochs, lr=lr, desc=name, progress=progress, eval_fn=eval_fn,
+                   **train_kwargs)
     memory = training_state_memory(model, result.optimizer)
-    return Experiment(name, metric(model, eval_loader), trainable, total, result.losses, result.seconds, memory, model)
+    score = result.curve[-1] if track_curve else metric(model, eval_loader)
+    experiment = Experiment(name, score, trainable, total, result.losses, result.seconds, memory, model,
+                            result.curve, result.train_accuracy, majority_share(train_loader))
+    if experiment.on_plateau:
+        warnings.warn(f"{name}: training accuracy {experiment.train_accuracy:.3f} is at the majority-class share "
+                      f"{experiment.majority:.3f}: the run never left the one-class plateau. Its score says nothing "
+                      f"about the method; raise the learning rate or train longer.", PlateauWarning, stacklevel=2)
+    return experiment
+
+
+@torch.no_grad()
+def pooled_features(model: nn.Module, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features (N, d), labels (N,)): what a SequenceClassifier's head sees, computed once."""
+    device = next(model.parameters()).device
+    model.eval()
+    features, labels = [], []
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        hidden = model.backbone(batch["input_ids"], batch["attention_mask"], return_logits=False).hidden_states
+        features.append(model.pool(hidden, batch["attention_mask"]).float().cpu())
+        labels.append(batch["labels"].cpu())
+    return torch.cat(features), torch.cat(labels)
+
+
+def fit_logistic_regression(x_train: torch.Tensor, y_train: torch.Tensor, x_eval: torch.Tensor, y_eval: torch.Tensor,
+                            l2_grid: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1)):
+    """Multinomial logistic regression with an L2 penalty, fit to convergence with L-BFGS per strength.
+
+    Returns (eval accuracy, l2, weight (C, d), bias (C,), optimizer) of the strength that scores best on
+    the eval set. Inputs should be standardised (unit scale per feature) for L-BFGS to converge well.
+    """
+    num_classes = int(max(y_train.max(), y_eval.max())) + 1
+    best = None
+    for l2 in l2_grid:
+        weight = torch.zeros(num_classes, x_train.shape[1], requires_grad=True)
+        bias = torch.zeros(num_classes, requires_grad=True)
+        optimizer = torch.optim.LBFGS([weight, bias], max_iter=500, tolerance_grad=1e-6, line_search_fn="strong_wolfe")
+
+        def closure():
+            optimizer.zero_grad()
+            loss = nn.functional.cross_entropy(x_train @ weight.T + bias, y_train) + l2 * weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        with torch.no_grad():
+            score = ((x_eval @ weight.T + bias).argmax(-1) == y_eval).float().mean().item()
+        if best is None or score > best[0]:
+            best = (score, l2, weight.detach(), bias.detach(), optimizer)
+    return best
+
+
+def _tensors_in(value) -> list[torch.Tensor]:
+    """Every tensor inside nested dicts and lists (L-BFGS keeps its history in lists)."""
+    if torch.is_tensor(value):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else []
+    return [t for item in items for t in _tensors_in(item)]
+
+
+def fit_linear_probe(name: str, model: nn.Module, train_loader: DataLoader, eval_loader: DataLoader, *,
+                     l2_grid: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1)) -> Experiment:
+    """The frozen baseline done right: an L2 logistic regression on standardised frozen features.
+
+    The backbone's features are computed once; the head is fit to convergence with L-BFGS (as
+    scikit-learn's LogisticRegression does) for each L2 strength in `l2_grid`, the best on
+    `eval_loader` is kept, and the standardisation is folded into `model.head`, so the result is
+    an ordinary SequenceClassifier. Only `model.head` changes.
+    """
+    if any(p.requires_grad for p in model.backbone.parameters()):
+        raise ValueError("fit_linear_probe trains the head of a frozen backbone: call freeze(model.backbone) first.")
+    start = time.perf_counter()
+    x_train, y_train = pooled_features(model, train_loader)
+    x_eval, y_eval = pooled_features(model, eval_loader)
+    mean, std = x_train.mean(0), x_train.std(0).clamp_min(1e-6)
+    z_train, z_eval = (x_train - mean) / std, (x_eval - mean) / std  # (N, d), unit scale per feature
+    score, l2, weight, bias, optimizer = fit_logistic_regression(z_train, y_train, z_eval, y_eval, l2_grid)
+    with torch.no_grad():  # head(x) = W (x - mean) / std + b, folded into one nn.Linear
+        model.head.weight.copy_(weight / std)
+        model.head.bias.copy_(bias - (weight / std) @ mean)
+    with torch.no_grad():
+        train_accuracy = ((z_train @ weight.T + bias).argmax(-1) == y_train).float().mean().item()
+    trainable, total = count_parameters(model)
+    params = {id(p): p for p in model.parameters()}.values()
+    memory = {"parameters": tensor_bytes(params), "gradients": tensor_bytes(model.head.parameters()),
+              "optimizer_state": tensor_bytes(_tensors_in(optimizer.state_dict()["state"]))}
+    memory["total"] = sum(memory.values())
+    experiment = Experiment(f"{name} (L2 {l2:g})", score, trainable, total, [], time.perf_counter() - start, memory,
+                            model, [], train_accuracy, majority_share(train_loader))
+    return experiment
 
 
 def print_experiments(experiments: Sequence[Experiment]) -> None:

@@ -100,3 +100,94 @@ def test_shuffle_order_depends_only_on_seed_and_epoch():
         pass
     assert torch.equal(first_batch(0), a)
     assert not torch.equal(first_batch(1), a)
+
+
+# ----------------------------------------------------------------------------- the standard recipe's pieces
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero():
+    from minitransformer.training import lr_factor
+
+    total, warmup = 100, 10
+    factors = [lr_factor(s, total, warmup, "linear") for s in range(total)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))  # non-increasing after warmup
+    assert factors[-1] < 0.02
+    cosine = [lr_factor(s, total, warmup, "cosine") for s in range(total)]
+    assert cosine[10] == pytest.approx(1.0) and cosine[-1] < 0.01
+    with pytest.raises(ValueError, match="Unknown schedule"):
+        lr_factor(0, total, warmup, "exponential")
+
+
+def test_train_follows_the_schedule_and_records_curve_and_accuracy():
+    model = tiny_classifier()
+    x = torch.randint(1, 40, (8, 6))
+    batch = {"input_ids": x, "attention_mask": torch.ones_like(x), "labels": torch.tensor([0, 1] * 4)}
+    scores = iter(range(100))
+    result = train(model, [batch] * 5, epochs=2, lr=1e-2, warmup_ratio=0.2, progress=False,
+                   eval_fn=lambda m: float(next(scores)))
+    assert result.steps == 10 and len(result.learning_rates) == 10
+    assert result.learning_rates[0] == pytest.approx(5e-3)  # warmup: step 1 of 2
+    assert max(result.learning_rates) == pytest.approx(1e-2)
+    assert result.learning_rates[-1] < result.learning_rates[3]
+    assert result.curve == [0.0, 1.0]  # one evaluation per epoch
+    assert 0.0 <= result.train_accuracy <= 1.0
+    with pytest.raises(ValueError, match="warmup_ratio"):
+        train(model, [batch], warmup_ratio=1.5, progress=False)
+
+
+def test_a_run_that_never_leaves_the_plateau_is_flagged():
+    from minitransformer.training import PlateauWarning, fit_and_evaluate
+
+    model = tiny_classifier()
+    x = torch.randint(1, 40, (8, 6))
+    batch = {"input_ids": x, "attention_mask": torch.ones_like(x), "labels": torch.tensor([0] * 6 + [1] * 2)}
+    with torch.no_grad():  # a head that always answers class 0, and a learning rate that cannot move it
+        model.head.bias.copy_(torch.tensor([10.0, -10.0]))
+    with pytest.warns(PlateauWarning, match="one-class plateau"):
+        experiment = fit_and_evaluate("stuck", model, [batch] * 3, [batch], epochs=1, lr=0.0, progress=False)
+    assert experiment.on_plateau and experiment.majority == pytest.approx(0.75)
+    assert "PLATEAU" in experiment.row()
+
+
+def test_linear_probe_fits_standardised_features_and_changes_only_the_head():
+    from minitransformer.training import fit_linear_probe, pooled_features
+
+    model = tiny_classifier()
+    freeze(model.backbone)
+    torch.manual_seed(1)
+    x = torch.randint(1, 40, (64, 6))
+    # Labels that a linear function of the frozen features can represent: the sign of a random direction.
+    features, _ = pooled_features(model, [{"input_ids": x, "attention_mask": torch.ones_like(x),
+                                           "labels": torch.zeros(64, dtype=torch.long)}])
+    direction = torch.randn(features.shape[1])
+    centred = features - features.mean(0)
+    labels = (centred @ direction > 0).long()
+    loader = [{"input_ids": x, "attention_mask": torch.ones_like(x), "labels": labels}]
+    backbone_before = state_fingerprint(model.backbone)
+    experiment = fit_linear_probe("probe", model, loader, loader)
+    assert experiment.score >= 0.95 and experiment.train_accuracy >= 0.95
+    assert changed_tensors(model.backbone, backbone_before) == []
+    unfrozen = tiny_classifier()
+    with pytest.raises(ValueError, match="freeze"):
+        fit_linear_probe("probe", unfrozen, loader, loader)
+
+
+def test_progress_bar_does_not_redraw_on_every_step(monkeypatch):
+    """A redraw per step floods a notebook kernel with messages (nbval then times out waiting for output)."""
+    import minitransformer.training as training
+
+    refreshes = []
+    real_tqdm = training.tqdm
+
+    class CountingBar(real_tqdm):
+        def refresh(self, *args, **kwargs):
+            refreshes.append(1)
+            return super().refresh(*args, **kwargs)
+
+    monkeypatch.setattr(training, "tqdm", lambda *a, **k: CountingBar(*a, **{**k, "mininterval": 3600}))
+    model = tiny_classifier()
+    x = torch.randint(1, 40, (4, 6))
+    batch = {"input_ids": x, "attention_mask": torch.ones_like(x), "labels": torch.tensor([0, 1, 0, 1])}
+    train(model, [batch] * 50, epochs=1, progress=True)
+    assert len(refreshes) < 10, f"the bar redrew {len(refreshes)} times for 50 steps"
