@@ -39,6 +39,17 @@ def set_all_trainable_to_ones(module: nn.Module) -> None:
             p.fill_(1.0)
 
 
+def trained_lora_classifier(impl):
+    """The tiny classifier with LoRA (r=2) on q_proj and v_proj, every trainable tensor moved as if trained."""
+    model = tiny_classifier()
+    config = impl.LoraConfig(r=2, target_modules=["q_proj", "v_proj"])
+    impl.inject_lora(model, config, verbose=False)
+    with torch.no_grad():
+        for p in trainable(model):
+            p.add_(0.1 * torch.randn_like(p))
+    return model, config
+
+
 # --------------------------------------------------------------------------- LoraLinear
 
 
@@ -204,13 +215,8 @@ def test_training_keeps_backbone_frozen(impl):
 @points(2, "merge_lora then unmerge_lora on a whole model must keep its outputs (merged) and restore its "
            "weights (unmerged).", part="merge")
 def test_model_merge_round_trip(impl):
-    model = tiny_classifier()
-    reference = {n: p.detach().clone() for n, p in model.backbone.named_parameters()}
-    impl.inject_lora(model, impl.LoraConfig(r=2, target_modules=["q_proj", "v_proj"]), verbose=False)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(0.1 * torch.randn_like(p))
+    reference = {n: p.detach().clone() for n, p in tiny_classifier().backbone.named_parameters()}
+    model, _ = trained_lora_classifier(impl)
     x = batch()
     before = model(x).logits.detach()
     impl.merge_lora(model)
@@ -224,12 +230,7 @@ def test_model_merge_round_trip(impl):
 @points(2, "merge_and_unload must merge every LoRA update and put plain nn.Linear layers back: no LoraLinear left, "
            "same outputs.", part="merge")
 def test_merge_and_unload_gives_plain_linear_layers(impl):
-    model = tiny_classifier()
-    impl.inject_lora(model, impl.LoraConfig(r=2, target_modules=["q_proj", "v_proj"]), verbose=False)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(0.1 * torch.randn_like(p))
+    model, _ = trained_lora_classifier(impl)
     x = batch()
     before = model(x).logits.detach()
     plain = impl.merge_and_unload(model)
@@ -252,13 +253,7 @@ def test_save_and_load_round_trip(impl):
 
     from minitransformer.peft import load_peft_model, save_peft_model
 
-    model = tiny_classifier()
-    config = impl.LoraConfig(r=2, target_modules=["q_proj", "v_proj"])
-    impl.inject_lora(model, config, verbose=False)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(0.1 * torch.randn_like(p))
+    model, config = trained_lora_classifier(impl)
     x = batch()
     with tempfile.TemporaryDirectory() as tmp:
         save_peft_model(model, config, tmp)
