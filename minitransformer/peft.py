@@ -59,13 +59,14 @@ def find_targets(model: nn.Module, targets: Targets, module_type: type = nn.Modu
     A target that matches nothing is an error, and so is a list in which any entry matches
     nothing (a typo must not silently adapt fewer layers). Every match must be a `module_type`.
     """
-    if isinstance(targets, str) and not targets or not isinstance(targets, str) and not list(targets):
+    entries = [targets] if isinstance(targets, str) else list(targets)
+    if not any(entries):
         raise ValueError(f"{what} is empty; name at least one module, e.g. ['q_proj', 'v_proj'].")
     names = [name for name, _ in model.named_modules()]
-    entries = [targets] if isinstance(targets, str) else list(targets)
+    # Each entry on its own: one typo in a list must not hide behind the entries that match.
     missing = [t for t in entries if not any(is_target(n, t if isinstance(targets, str) else [t]) for n in names)]
     if missing:
-        leaves = sorted({n.rsplit(".", 1)[-1] for n in names if n})
+        leaves = sorted({n.rsplit(".", 1)[-1] for n in names if n} - {str(i) for i in range(len(names))})
         raise ValueError(f"{what}: {', '.join(map(repr, missing))} matches no module of this {type(model).__name__}. "
                          f"Fix the name(s); the model's module names end in: {leaves}.")
     found = [n for n in names if is_target(n, targets)]
