@@ -10,7 +10,7 @@ from typing import ClassVar, Optional
 import torch
 import torch.nn as nn
 
-from minitransformer.peft import PeftConfig, mark_modules_to_save, print_trainable_parameters
+from minitransformer.peft import PeftConfig, add_to_class, mark_modules_to_save, print_trainable_parameters
 
 
 # The non-linearities by the names the `adapters` library uses.
@@ -80,30 +80,32 @@ class AdapterConfig(PeftConfig):
             raise ValueError("AdapterConfig has mh_adapter=False and output_adapter=False, so no adapter would be "
                              "added. Set mh_adapter=True (after attention) and/or output_adapter=True (after the FFN).")
 
-    def bottleneck_dim(self, d_model: int) -> int:
-        """The bottleneck size m for a model of width d_model.
-
-        m = bottleneck_size if it is given, else int(d_model // reduction_factor). A bottleneck
-        must have 1 <= m <= d_model; otherwise raise a ValueError that names the field to change.
-        """
-        if self.bottleneck_size is not None:
-            if self.bottleneck_size > d_model:
-                raise ValueError(f"AdapterConfig.bottleneck_size={self.bottleneck_size} is larger than "
-                                 f"d_model={d_model}: that is no bottleneck. Use at most {d_model}, "
-                                 f"typically d_model // 16 = {max(d_model // 16, 1)}.")
-            return self.bottleneck_size
-        m = int(d_model // self.reduction_factor)
-        if m < 1:
-            raise ValueError(f"AdapterConfig.reduction_factor={self.reduction_factor} gives bottleneck_size "
-                             f"{d_model} // {self.reduction_factor} = {m} for d_model={d_model}. "
-                             f"Use reduction_factor <= {d_model}, or set bottleneck_size.")
-        if m > d_model:
-            raise ValueError(f"AdapterConfig.reduction_factor={self.reduction_factor} < 1 gives bottleneck_size "
-                             f"{m} > d_model={d_model}: that is no bottleneck. Use reduction_factor >= 1.")
-        return m
-
     def inject(self, model: nn.Module, verbose: bool = False) -> nn.Module:
         return inject_adapters(model, self, verbose)
+
+
+@add_to_class(AdapterConfig)
+def bottleneck_dim(self, d_model: int) -> int:
+    """The bottleneck size m for a model of width d_model.
+
+    m = bottleneck_size if it is given, else int(d_model // reduction_factor). A bottleneck
+    must have 1 <= m <= d_model; otherwise raise a ValueError that names the field to change.
+    """
+    if self.bottleneck_size is not None:
+        if self.bottleneck_size > d_model:
+            raise ValueError(f"AdapterConfig.bottleneck_size={self.bottleneck_size} is larger than "
+                             f"d_model={d_model}: that is no bottleneck. Use at most {d_model}, "
+                             f"typically d_model // 16 = {max(d_model // 16, 1)}.")
+        return self.bottleneck_size
+    m = int(d_model // self.reduction_factor)
+    if m < 1:
+        raise ValueError(f"AdapterConfig.reduction_factor={self.reduction_factor} gives bottleneck_size "
+                         f"{d_model} // {self.reduction_factor} = {m} for d_model={d_model}. "
+                         f"Use reduction_factor <= {d_model}, or set bottleneck_size.")
+    if m > d_model:
+        raise ValueError(f"AdapterConfig.reduction_factor={self.reduction_factor} < 1 gives bottleneck_size "
+                         f"{m} > d_model={d_model}: that is no bottleneck. Use reduction_factor >= 1.")
+    return m
 
 
 def adapter_layers(model: nn.Module) -> list[BottleneckAdapter]:
