@@ -3,8 +3,8 @@
 from .checkpoint import CheckpointError, load_checkpoint, load_pretrained, model_card, save_checkpoint
 from .model import (ConfigError, MiniTransformer, ModelOutput, SequenceClassifier, TokenClassifier,
                     TransformerConfig)
-from .training import (changed_tensors, count_parameters, freeze, get_device, measure_latency,
-                       print_trainable_parameters, set_seed, state_fingerprint, train, training_state_memory)
+from .peft import changed_tensors, print_trainable_parameters, state_fingerprint
+from .training import count_parameters, freeze, get_device, measure_latency, set_seed, train, training_state_memory
 
 __all__ = [
     "CheckpointError", "ConfigError", "MiniTransformer", "ModelOutput", "SequenceClassifier", "TokenClassifier",

@@ -58,24 +58,6 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
-def print_trainable_parameters(model: nn.Module) -> tuple[int, int]:
-    """Print the trainable share in the format Hugging Face PEFT uses, and return (trainable, total)."""
-    trainable, total = count_parameters(model)
-    print(f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}")
-    return trainable, total
-
-
-def state_fingerprint(module: nn.Module) -> dict[str, torch.Tensor]:
-    """A detached copy of every parameter and buffer, to prove later that nothing changed."""
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def changed_tensors(module: nn.Module, fingerprint: dict[str, torch.Tensor]) -> list[str]:
-    """Names whose values differ (bit for bit) from a fingerprint taken earlier."""
-    state = module.state_dict()
-    return [k for k, v in fingerprint.items() if k not in state or not torch.equal(state[k].cpu(), v.cpu())]
-
-
 # ----------------------------------------------------------------------------- batching
 
 

@@ -4,14 +4,14 @@ Do not edit by hand.
 """
 
 
-import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Optional, Union
+from dataclasses import dataclass
+from typing import ClassVar, Optional
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
+
+from minitransformer.peft import PeftConfig, add_to_class, mark_modules_to_save, print_trainable_parameters
+
 
 # The non-linearities by the names the `adapters` library uses.
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "swish": nn.SiLU, "silu": nn.SiLU}
@@ -41,17 +41,28 @@ class BottleneckAdapter(nn.Module):
         return f"d_model={self.d_model}, bottleneck_size={self.bottleneck_size}, non_linearity={self.non_linearity!r}"
 
 
-@dataclass
-class AdapterConfig:
-    """Bottleneck-adapter settings, with the field names of the `adapters` library."""
+class AdapterLinear(nn.Module):
+    """A frozen output projection followed by its adapter: adapter(base_layer(x))."""
 
+    def __init__(self, base_layer: nn.Linear, adapter: BottleneckAdapter):
+        super().__init__()
+        self.base_layer, self.adapter = base_layer, adapter
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., in_features) -> (..., out_features)
+        return self.adapter(self.base_layer(x))
+
+
+@dataclass
+class AdapterConfig(PeftConfig):
+    """Bottleneck-adapter settings, with the field names of the `adapters` library (modules_to_save: PeftConfig)."""
+
+    peft_type: ClassVar[str] = "BOTTLENECK"
     bottleneck_size: Optional[int] = None  # m; None: d_model // reduction_factor
     reduction_factor: float = 16
     non_linearity: str = "gelu"
     mh_adapter: bool = True  # after each block's attention output projection
     output_adapter: bool = True  # after each block's FFN output projection
     train_layer_norms: bool = True
-    modules_to_save: list[str] = field(default_factory=lambda: ["head"])
 
     def __post_init__(self):
         m = self.bottleneck_size
@@ -69,38 +80,32 @@ class AdapterConfig:
             raise ValueError("AdapterConfig has mh_adapter=False and output_adapter=False, so no adapter would be "
                              "added. Set mh_adapter=True (after attention) and/or output_adapter=True (after the FFN).")
 
-    def bottleneck_dim(self, d_model: int) -> int:
-        """The bottleneck size m for a model of width d_model.
-
-        m = bottleneck_size if it is given, else int(d_model // reduction_factor). A bottleneck
-        must have 1 <= m <= d_model; otherwise raise a ValueError that names the field to change.
-        """
-        if self.bottleneck_size is not None:
-            if self.bottleneck_size > d_model:
-                raise ValueError(f"AdapterConfig.bottleneck_size={self.bottleneck_size} is larger than "
-                                 f"d_model={d_model}: that is no bottleneck. Use at most {d_model}, "
-                                 f"typically d_model // 16 = {max(d_model // 16, 1)}.")
-            return self.bottleneck_size
-        m = int(d_model // self.reduction_factor)
-        if m < 1:
-            raise ValueError(f"AdapterConfig.reduction_factor={self.reduction_factor} gives bottleneck_size "
-                             f"{d_model} // {self.reduction_factor} = {m} for d_model={d_model}. "
-                             f"Use reduction_factor <= {d_model}, or set bottleneck_size.")
-        if m > d_model:
-            raise ValueError(f"AdapterConfig.reduction_factor={self.reduction_factor} < 1 gives bottleneck_size "
-                             f"{m} > d_model={d_model}: that is no bottleneck. Use reduction_factor >= 1.")
-        return m
+    def inject(self, model: nn.Module, verbose: bool = False) -> nn.Module:
+        return inject_adapters(model, self, verbose)
 
 
-class LinearWithAdapter(nn.Module):
-    """A frozen output projection followed by its adapter: adapter(base(x))."""
+@add_to_class(AdapterConfig)
+def bottleneck_dim(self, d_model: int) -> int:
+    """The bottleneck size m for a model of width d_model.
 
-    def __init__(self, base: nn.Linear, adapter: BottleneckAdapter):
-        super().__init__()
-        self.base, self.adapter = base, adapter
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.adapter(self.base(x))
+    m = bottleneck_size if it is given, else int(d_model // reduction_factor). A bottleneck
+    must have 1 <= m <= d_model; otherwise raise a ValueError that names the field to change.
+    """
+    if self.bottleneck_size is not None:
+        if self.bottleneck_size > d_model:
+            raise ValueError(f"AdapterConfig.bottleneck_size={self.bottleneck_size} is larger than "
+                             f"d_model={d_model}: that is no bottleneck. Use at most {d_model}, "
+                             f"typically d_model // 16 = {max(d_model // 16, 1)}.")
+        return self.bottleneck_size
+    m = int(d_model // self.reduction_factor)
+    if m < 1:
+        raise ValueError(f"AdapterConfig.reduction_factor={self.reduction_factor} gives bottleneck_size "
+                         f"{d_model} // {self.reduction_factor} = {m} for d_model={d_model}. "
+                         f"Use reduction_factor <= {d_model}, or set bottleneck_size.")
+    if m > d_model:
+        raise ValueError(f"AdapterConfig.reduction_factor={self.reduction_factor} < 1 gives bottleneck_size "
+                         f"{m} > d_model={d_model}: that is no bottleneck. Use reduction_factor >= 1.")
+    return m
 
 
 def adapter_layers(model: nn.Module) -> list[BottleneckAdapter]:
@@ -119,52 +124,15 @@ def inject_adapters(model: nn.Module, config: AdapterConfig, verbose: bool = Tru
     slots = [(block.attn, "out_proj") for block in backbone.blocks if config.mh_adapter]
     slots += [(block.mlp, "fc2") for block in backbone.blocks if config.output_adapter]
     for parent, name in slots:
-        base = getattr(parent, name)
-        adapter = BottleneckAdapter(base.out_features, m, config.non_linearity).to(base.weight.device, base.weight.dtype)
-        setattr(parent, name, LinearWithAdapter(base, adapter))  # new parameters: requires_grad=True
+        base_layer = getattr(parent, name)
+        adapter = BottleneckAdapter(base_layer.out_features, m, config.non_linearity)
+        adapter.to(base_layer.weight.device, base_layer.weight.dtype)
+        setattr(parent, name, AdapterLinear(base_layer, adapter))  # new parameters: requires_grad=True
     if config.train_layer_norms:
         for module in model.modules():
             if isinstance(module, nn.LayerNorm):
                 module.requires_grad_(True)
-    for name, module in model.named_modules():
-        if any(name == s or name.endswith("." + s) for s in config.modules_to_save):
-            module.requires_grad_(True)
+    mark_modules_to_save(model, config.modules_to_save)
     if verbose:
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in model.parameters())
-        print(f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}")
-    return model
-
-
-def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The tensors an adapter checkpoint stores: every trainable parameter."""
-    return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
-
-
-def save_adapters(model: nn.Module, config: AdapterConfig, directory: Union[str, Path]) -> Path:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file(adapter_state_dict(model), str(directory / "adapter_model.safetensors"))
-    (directory / "adapter_config.json").write_text(json.dumps({"adapter_type": "bottleneck", **asdict(config)}, indent=2))
-    return directory
-
-
-def load_adapters(model: nn.Module, directory: Union[str, Path], verbose: bool = False) -> nn.Module:
-    """Insert adapters into a fresh base `model` as the saved config says, then load the saved tensors."""
-    directory = Path(directory)
-    config_path, weights_path = directory / "adapter_config.json", directory / "adapter_model.safetensors"
-    if not config_path.is_file() or not weights_path.is_file():
-        raise FileNotFoundError(f"{directory} needs adapter_config.json and adapter_model.safetensors (see save_adapters).")
-    settings = json.loads(config_path.read_text())
-    if settings.pop("adapter_type", None) != "bottleneck":
-        raise ValueError(f"{config_path} is not a bottleneck-adapter config (adapter_type must be 'bottleneck').")
-    inject_adapters(model, AdapterConfig(**settings), verbose=verbose)
-    saved = load_file(str(weights_path))
-    expected = adapter_state_dict(model)
-    if set(saved) != set(expected) or any(saved[k].shape != expected[k].shape for k in saved):
-        raise ValueError(f"{weights_path} does not fit this model: was it saved from the same base model and config?")
-    with torch.no_grad():
-        params = dict(model.named_parameters())
-        for name, tensor in saved.items():
-            params[name].copy_(tensor)
+        print_trainable_parameters(model)
     return model

@@ -6,12 +6,14 @@ Do not edit by hand.
 
 import re
 from collections import defaultdict
-from typing import Iterable, Union
+from dataclasses import dataclass, field
+from typing import ClassVar, Iterable, Union
 
 import torch
 import torch.nn as nn
 
-from minitransformer import print_trainable_parameters
+from minitransformer.peft import PeftConfig, is_target, mark_modules_to_save, print_trainable_parameters
+
 
 # BitFit's bias subsets (the paper's names for BERT's layers) -> parameter-name suffixes.
 BITFIT_SUBSETS: dict[str, tuple[str, ...]] = {
@@ -25,10 +27,6 @@ BITFIT_SUBSETS: dict[str, tuple[str, ...]] = {
     "all": ("bias",),
 }
 BIAS_TYPES = tuple(s for s in BITFIT_SUBSETS if s != "all")  # the disjoint subsets
-
-
-def _matches(name: str, suffixes: Iterable[str]) -> bool:
-    return any(name == s or name.endswith("." + s) for s in suffixes)
 
 
 def _as_tuple(names: Union[str, Iterable[str]]) -> tuple[str, ...]:
@@ -46,7 +44,7 @@ def bias_names(model: nn.Module, subsets: Union[str, Iterable[str]] = ("all",)) 
     names = [name for name, _ in model.named_parameters()]
     selected = set()
     for subset in subsets:
-        found = [n for n in names if _matches(n, BITFIT_SUBSETS[subset])]
+        found = [n for n in names if is_target(n, BITFIT_SUBSETS[subset])]
         if not found:
             raise ValueError(f"BitFit subset {subset!r} (names ending in {BITFIT_SUBSETS[subset]}) matches no "
                              f"parameter of this {type(model).__name__}. Do its layers have biases?")
@@ -62,28 +60,33 @@ def apply_bitfit(model: nn.Module, subsets: Union[str, Iterable[str]] = ("all",)
     params = dict(model.named_parameters())
     for name in names:
         params[name].requires_grad_(True)
-    for target in _as_tuple(modules_to_save):
-        modules = [m for n, m in model.named_modules() if _matches(n, [target])]
-        if not modules:
-            raise ValueError(f"modules_to_save: no module named {target!r} in this {type(model).__name__}; "
-                             f"pass modules_to_save=() if the model has no task head.")
-        for module in modules:
-            module.requires_grad_(True)
+    mark_modules_to_save(model, _as_tuple(modules_to_save))
     if verbose:
         print_trainable_parameters(model)
     return model
 
 
+@dataclass
+class BitFitConfig(PeftConfig):
+    """BitFit settings: the bias subsets that train (keys of BITFIT_SUBSETS); modules_to_save comes from PeftConfig."""
+
+    peft_type: ClassVar[str] = "BITFIT"
+    subsets: list[str] = field(default_factory=lambda: ["all"])
+
+    def inject(self, model: nn.Module, verbose: bool = False) -> nn.Module:
+        return apply_bitfit(model, self.subsets, self.modules_to_save, verbose)
+
+
 def bias_changes(model: nn.Module, reference: dict[str, torch.Tensor]) -> dict[str, list[float]]:
     """Mean absolute change (1/n)·|b - b0|_1 of each bias subset, per block: {subset: [block 0, block 1, ...]}.
 
-    `reference` maps parameter names to their values before training (e.g. state_fingerprint(model)).
+    `reference` maps parameter names to their values before training (e.g. a fresh model's state_dict()).
     The "layernorm" entry pools a block's ln_1 and ln_2 biases; the final ln_f is left out.
     """
     diffs = defaultdict(list)  # (subset, block) -> |b - b0| of its biases
     for name, p in model.named_parameters():
         block = re.search(r"blocks\.(\d+)\.", name)
-        subset = next((s for s in BIAS_TYPES if _matches(name, BITFIT_SUBSETS[s])), None)
+        subset = next((s for s in BIAS_TYPES if is_target(name, BITFIT_SUBSETS[s])), None)
         if block and subset:
             diffs[subset, int(block[1])].append((p.detach().cpu() - reference[name].cpu()).abs().flatten())
     n_blocks = 1 + max(i for _, i in diffs)

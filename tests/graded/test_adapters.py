@@ -5,6 +5,7 @@ live, what survives training and a save/load round trip), not attribute names, s
 correct implementation of the notebook's API gets full marks.
 """
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -219,9 +220,12 @@ def test_training_keeps_pretrained_weights(impl):
 # --------------------------------------------------------------------------- save / load
 
 
-@points(2, "save_adapters must store only the trained tensors (adapters, LayerNorms, head) and a small config, "
-           "and load_adapters must rebuild an identical model on a fresh base model.", part="save_adapters")
+@points(2, "AdapterConfig must be a PeftConfig with peft_type 'BOTTLENECK' whose inject(model) applies "
+           "inject_adapters, so that the core's save_peft_model / load_peft_model store only the trained tensors "
+           "(adapters, LayerNorms, head) and rebuild an identical model on a fresh base model.", part="AdapterConfig")
 def test_save_and_load_round_trip(impl):
+    from minitransformer.peft import load_peft_model, save_peft_model
+
     model = tiny_classifier()
     config = impl.AdapterConfig(bottleneck_size=4)
     impl.inject_adapters(model, config, verbose=False)
@@ -230,10 +234,11 @@ def test_save_and_load_round_trip(impl):
             p.add_(0.3 * torch.randn_like(p))
     x = batch()
     with tempfile.TemporaryDirectory() as tmp:
-        impl.save_adapters(model, config, tmp)
+        save_peft_model(model, config, tmp)
+        assert json.loads((Path(tmp) / "adapter_config.json").read_text())["peft_type"] == "BOTTLENECK"
         stored = sum(f.stat().st_size for f in Path(tmp).iterdir())
         n_trainable = sum(p.numel() for p in trainable(model))
         assert stored < 4 * n_trainable + 4096, "the files hold more than the trained tensors"
-        reloaded = impl.load_adapters(tiny_classifier(), tmp)
+        reloaded = load_peft_model(tiny_classifier(), tmp, config_class=impl.AdapterConfig)
     assert torch.allclose(reloaded.eval()(x).logits, model(x).logits, atol=1e-6), \
         "the reloaded model gives different outputs"

@@ -168,3 +168,36 @@ def test_bias_changes_per_subset_and_block(impl):
         got = [float(v) for v in changes[subset]]
         assert len(got) == N_LAYERS and all(abs(g - e) < 1e-5 for g, e in zip(got, values)), \
             f"{subset}: expected {values}, got {[round(g, 4) for g in got]}"
+
+
+# --------------------------------------------------------------------------- BitFitConfig (the PEFT core's files)
+
+
+@points(1, "BitFitConfig must be a PeftConfig with peft_type 'BITFIT' whose inject(model) applies apply_bitfit with its "
+           "subsets and modules_to_save, so that the core's save_peft_model / load_peft_model store only the selected "
+           "biases and the head, and rebuild an identical model on a fresh base model.", part="BitFitConfig")
+def test_save_and_load_round_trip(impl):
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from minitransformer.peft import load_peft_model, save_peft_model
+
+    model = tiny_classifier()
+    config = impl.BitFitConfig(subsets=["query", "intermediate"])
+    config.inject(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.3 * torch.randn_like(p))
+    x = batch()
+    with tempfile.TemporaryDirectory() as tmp:
+        save_peft_model(model, config, tmp)
+        assert json.loads((Path(tmp) / "adapter_config.json").read_text())["peft_type"] == "BITFIT"
+        stored = {k.removeprefix("base_model.model.") for k in load_file(Path(tmp) / "adapter_model.safetensors")}
+        assert stored == expected_biases("query") | expected_biases("intermediate") | HEAD, \
+            f"the file must hold exactly the selected biases and the head, not {sorted(stored)}"
+        reloaded = load_peft_model(tiny_classifier(), tmp, config_class=impl.BitFitConfig)
+    assert torch.equal(reloaded(x).logits, model(x).logits), "the reloaded model gives different outputs"

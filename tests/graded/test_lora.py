@@ -39,23 +39,34 @@ def set_all_trainable_to_ones(module: nn.Module) -> None:
             p.fill_(1.0)
 
 
-# --------------------------------------------------------------------------- LoRALinear
+def trained_lora_classifier(impl):
+    """The tiny classifier with LoRA (r=2) on q_proj and v_proj, every trainable tensor moved as if trained."""
+    model = tiny_classifier()
+    config = impl.LoraConfig(r=2, target_modules=["q_proj", "v_proj"])
+    impl.inject_lora(model, config, verbose=False)
+    with torch.no_grad():
+        for p in trainable(model):
+            p.add_(0.1 * torch.randn_like(p))
+    return model, config
+
+
+# --------------------------------------------------------------------------- LoraLinear
 
 
 @points(2, "At init the LoRA layer must give exactly the base layer's output: B starts at zero, "
-           "so that the adapted model starts identical to the base model.", part="LoRALinear")
+           "so that the adapted model starts identical to the base model.", part="LoraLinear")
 def test_starts_identical_to_base(impl):
     base = linear()
-    layer = impl.LoRALinear(base, r=2, lora_alpha=4, lora_dropout=0.0)
+    layer = impl.LoraLinear(base, r=2, lora_alpha=4, lora_dropout=0.0)
     x = torch.randn(4, 6)
     assert torch.allclose(layer(x), base(x), atol=1e-7)
 
 
 @points(2, "Only the two low-rank matrices may train: freeze the wrapped nn.Linear and create "
-           "r*(in_features + out_features) new trainable parameters.", part="LoRALinear")
+           "r*(in_features + out_features) new trainable parameters.", part="LoraLinear")
 def test_only_low_rank_matrices_train(impl):
     base = linear(6, 5)
-    layer = impl.LoRALinear(base, r=3, lora_alpha=6, lora_dropout=0.0)
+    layer = impl.LoraLinear(base, r=3, lora_alpha=6, lora_dropout=0.0)
     assert not base.weight.requires_grad and not base.bias.requires_grad
     assert sum(p.numel() for p in trainable(layer)) == 3 * (6 + 5)
     assert sorted(tuple(p.shape) for p in trainable(layer)) == sorted([(3, 6), (5, 3)]) or \
@@ -63,9 +74,9 @@ def test_only_low_rank_matrices_train(impl):
 
 
 @points(2, "A needs a random (non-zero) init while B is zero: then B gets a non-zero gradient at the "
-           "first step. If both were zero, LoRA could never learn.", part="LoRALinear")
+           "first step. If both were zero, LoRA could never learn.", part="LoraLinear")
 def test_learning_can_start(impl):
-    layer = impl.LoRALinear(linear(), r=2, lora_alpha=4, lora_dropout=0.0)
+    layer = impl.LoraLinear(linear(), r=2, lora_alpha=4, lora_dropout=0.0)
     layer(torch.randn(4, 6)).pow(2).sum().backward()
     grads = [p.grad for p in trainable(layer)]
     assert all(g is not None for g in grads), "every LoRA matrix must receive a gradient"
@@ -73,12 +84,12 @@ def test_learning_can_start(impl):
     assert sum(int(p.abs().sum() > 0) for p in trainable(layer)) == 1, "exactly one of A, B is non-zero at init"
 
 
-@points(2, "The update must be scaled by lora_alpha / r: h = W0 x + (lora_alpha / r) B A x.", part="LoRALinear")
+@points(2, "The update must be scaled by lora_alpha / r: h = W0 x + (lora_alpha / r) B A x.", part="LoraLinear")
 def test_scaling_is_alpha_over_r(impl):
     base = linear()
     x = torch.randn(4, 6)
     for r, alpha in ((2, 4.0), (4, 4.0), (1, 3.0)):
-        layer = impl.LoRALinear(base, r=r, lora_alpha=alpha, lora_dropout=0.0).eval()
+        layer = impl.LoraLinear(base, r=r, lora_alpha=alpha, lora_dropout=0.0).eval()
         set_all_trainable_to_ones(layer)
         # With A and B all ones, B A = r * ones, so the update is alpha * sum(x) on every output.
         expected = base(x) + alpha * x.sum(dim=-1, keepdim=True)
@@ -86,19 +97,19 @@ def test_scaling_is_alpha_over_r(impl):
 
 
 @points(1, "Dropout belongs on the LoRA branch only (lora_dropout(x) before A); the base layer's "
-           "output must never be dropped.", part="LoRALinear")
+           "output must never be dropped.", part="LoraLinear")
 def test_dropout_only_on_lora_branch(impl):
     base = linear()
-    layer = impl.LoRALinear(base, r=2, lora_alpha=4, lora_dropout=0.5).train()
+    layer = impl.LoraLinear(base, r=2, lora_alpha=4, lora_dropout=0.5).train()
     x = torch.randn(64, 6)
     assert torch.allclose(layer(x), base(x), atol=1e-7), "with B = 0 the output must equal base(x) even in training mode"
 
 
 @points(3, "merge() must fold (lora_alpha / r) B A into the base weight so the merged layer gives the same "
-           "output as the unmerged one, without adding the update twice.", part="LoRALinear")
+           "output as the unmerged one, without adding the update twice.", part="LoraLinear")
 def test_merge_keeps_outputs(impl):
     base = linear()
-    layer = impl.LoRALinear(base, r=2, lora_alpha=4, lora_dropout=0.0).eval()
+    layer = impl.LoraLinear(base, r=2, lora_alpha=4, lora_dropout=0.0).eval()
     with torch.no_grad():
         for p in trainable(layer):
             p.copy_(torch.randn_like(p))
@@ -106,16 +117,17 @@ def test_merge_keeps_outputs(impl):
     before = layer(x).detach()
     weight_before = base.weight.detach().clone()
     layer.merge()
+    layer.merge()  # a second merge must not add the update again
     assert not torch.equal(base.weight, weight_before), "merge() must change the base weight"
     assert torch.allclose(layer(x), before, atol=1e-5)
     assert torch.allclose(base(x), before, atol=1e-5), "after merging, the base layer alone must give the adapted output"
 
 
-@points(2, "unmerge() must subtract the update again and restore the base weight.", part="LoRALinear")
+@points(2, "unmerge() must subtract the update again and restore the base weight.", part="merge")
 def test_unmerge_restores_base(impl):
     base = linear()
     original = base.weight.detach().clone()
-    layer = impl.LoRALinear(base, r=2, lora_alpha=4, lora_dropout=0.0).eval()
+    layer = impl.LoraLinear(base, r=2, lora_alpha=4, lora_dropout=0.0).eval()
     with torch.no_grad():
         for p in trainable(layer):
             p.copy_(torch.randn_like(p))
@@ -127,11 +139,11 @@ def test_unmerge_restores_base(impl):
     assert torch.allclose(layer(x), before, atol=1e-5)
 
 
-@points(1, "LoRALinear must reject a rank r <= 0 with a ValueError that names r.", part="LoRALinear")
+@points(1, "LoraLinear must reject a rank r <= 0 with a ValueError that names r.", part="LoraLinear")
 def test_rejects_bad_rank(impl):
     for r in (0, -2):
         try:
-            impl.LoRALinear(linear(), r=r, lora_alpha=4)
+            impl.LoraLinear(linear(), r=r, lora_alpha=4)
         except ValueError as exc:
             assert "r" in str(exc)
         else:
@@ -169,6 +181,18 @@ def test_inject_unknown_target(impl):
         raise AssertionError("target_modules=['qproj'] was accepted")
 
 
+@points(1, "inject_lora must also refuse a list in which any one entry matches nothing (here 'vproj' next to a "
+           "valid 'q_proj'), naming it: use find_targets, which checks every entry.", part="inject_lora")
+def test_inject_rejects_any_unmatched_entry(impl):
+    model = tiny_classifier()
+    try:
+        impl.inject_lora(model, impl.LoraConfig(r=2, target_modules=["q_proj", "vproj"]), verbose=False)
+    except ValueError as exc:
+        assert "vproj" in str(exc)
+    else:
+        raise AssertionError("target_modules=['q_proj', 'vproj'] was accepted")
+
+
 @points(2, "Training must leave every original backbone tensor bit-for-bit unchanged: "
            "only the LoRA matrices and the head may move.", part="inject_lora")
 def test_training_keeps_backbone_frozen(impl):
@@ -189,15 +213,10 @@ def test_training_keeps_backbone_frozen(impl):
 
 
 @points(2, "merge_lora then unmerge_lora on a whole model must keep its outputs (merged) and restore its "
-           "weights (unmerged).", part="inject_lora")
+           "weights (unmerged).", part="merge")
 def test_model_merge_round_trip(impl):
-    model = tiny_classifier()
-    reference = {n: p.detach().clone() for n, p in model.backbone.named_parameters()}
-    impl.inject_lora(model, impl.LoraConfig(r=2, target_modules=["q_proj", "v_proj"]), verbose=False)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(0.1 * torch.randn_like(p))
+    reference = {n: p.detach().clone() for n, p in tiny_classifier().backbone.named_parameters()}
+    model, _ = trained_lora_classifier(impl)
     x = batch()
     before = model(x).logits.detach()
     impl.merge_lora(model)
@@ -208,28 +227,39 @@ def test_model_merge_round_trip(impl):
     assert torch.allclose(model(x).logits, before, atol=1e-5)
 
 
-# --------------------------------------------------------------------------- save / load
+@points(2, "merge_and_unload must merge every LoRA update and put plain nn.Linear layers back: no LoraLinear left, "
+           "same outputs.", part="merge")
+def test_merge_and_unload_gives_plain_linear_layers(impl):
+    model, _ = trained_lora_classifier(impl)
+    x = batch()
+    before = model(x).logits.detach()
+    plain = impl.merge_and_unload(model)
+    for block in plain.backbone.blocks:
+        for layer in (block.attn.q_proj, block.attn.v_proj):
+            assert type(layer) is nn.Linear, f"found a {type(layer).__name__} where a plain nn.Linear belongs"
+    assert torch.allclose(plain(x).logits, before, atol=1e-5)
 
 
-@points(2, "save_lora must store only the trained tensors (a small file), and load_lora must rebuild "
-           "an identical model on a fresh base model.", part="save_lora")
+# --------------------------------------------------------------------------- save / load (the PEFT core)
+
+
+@points(2, "LoraConfig must be a PeftConfig with peft_type 'LORA' whose inject(model) applies inject_lora, so that "
+           "the core's save_peft_model / load_peft_model store only the trained tensors (a small file) and rebuild "
+           "an identical model on a fresh base model.", part="LoraConfig")
 def test_save_and_load_round_trip(impl):
+    import json
     import tempfile
     from pathlib import Path
 
-    model = tiny_classifier()
-    config = impl.LoraConfig(r=2, target_modules=["q_proj", "v_proj"])
-    impl.inject_lora(model, config, verbose=False)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(0.1 * torch.randn_like(p))
+    from minitransformer.peft import load_peft_model, save_peft_model
+
+    model, config = trained_lora_classifier(impl)
     x = batch()
     with tempfile.TemporaryDirectory() as tmp:
-        impl.save_lora(model, config, tmp)
-        files = list(Path(tmp).iterdir())
-        stored = sum(f.stat().st_size for f in files)
+        save_peft_model(model, config, tmp)
+        assert json.loads((Path(tmp) / "adapter_config.json").read_text())["peft_type"] == "LORA"
+        stored = sum(f.stat().st_size for f in Path(tmp).iterdir())
         n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         assert stored < 4 * n_trainable + 4096, "the files hold more than the trained tensors"
-        reloaded = impl.load_lora(tiny_classifier(), tmp)
+        reloaded = load_peft_model(tiny_classifier(), tmp, config_class=impl.LoraConfig)
     assert torch.allclose(reloaded.eval()(x).logits, model(x).logits, atol=1e-6)
