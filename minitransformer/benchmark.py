@@ -1,7 +1,9 @@
 """Every method of the course on the standard recipe, over several seeds: `python -m minitransformer.benchmark`.
 
     python -m minitransformer.benchmark sentiment --seeds 0 1 2      # mean ± sd per method (~25 min on 2 CPU cores)
+    python -m minitransformer.benchmark ablations                    # the chapters' ablations, seed 0 (~7 min)
     python -m minitransformer.benchmark sweep                        # the learning-rate sweep behind LEARNING_RATES
+    python -m minitransformer.benchmark readme                       # README's findings table from the results
 
 Each writes a JSON (every run, with its validation curve) and a markdown table into
 `benchmarks/`. The lessons load the committed results; `tests/test_benchmark.py` re-runs one
@@ -34,61 +36,89 @@ RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 
 @dataclass(frozen=True)
 class Method:
-    name: str  # the key in LEARNING_RATES and in the results
+    name: str  # the key in the results
     label: str  # what the tables print
     prepare: Optional[Callable] = None  # model -> model, choosing what trains; None for the frozen probe
+    family: str = ""  # the LEARNING_RATES key (default: name)
+
+    @property
+    def lr_key(self) -> str:
+        return self.family or self.name
 
 
-def _lora(model):
-    from solutions.lora import LoraConfig, inject_lora
+def _lora(r: int = 8, targets: tuple = ("q_proj", "v_proj")):
+    def prepare(model):
+        from solutions.lora import LoraConfig, inject_lora
 
-    return inject_lora(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]), verbose=False)
+        return inject_lora(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=list(targets)), verbose=False)
 
-
-def _bitfit(model):
-    from solutions.bitfit import apply_bitfit
-
-    return apply_bitfit(model, verbose=False)
+    return prepare
 
 
-def _adapters(model):
-    from solutions.adapters import AdapterConfig, inject_adapters
+def _bitfit(subsets: tuple = ("all",)):
+    def prepare(model):
+        from solutions.bitfit import apply_bitfit
 
-    return inject_adapters(model, AdapterConfig(reduction_factor=16), verbose=False)
+        return apply_bitfit(model, list(subsets), verbose=False)
+
+    return prepare
 
 
+def _adapters(bottleneck_size: int = 8):
+    def prepare(model):
+        from solutions.adapters import AdapterConfig, inject_adapters
+
+        return inject_adapters(model, AdapterConfig(bottleneck_size=bottleneck_size), verbose=False)
+
+    return prepare
+
+
+# The main configuration of every method: the chapters' headline runs.
 METHODS = {m.name: m for m in [
     Method("full", "full fine-tuning", lambda model: model),
     Method("frozen", "frozen probe"),
-    Method("lora", "LoRA q,v r=8", _lora),
-    Method("bitfit", "BitFit (all biases)", _bitfit),
-    Method("adapters", "adapters m=8", _adapters),
+    Method("lora", "LoRA q,v r=8", _lora()),
+    Method("bitfit", "BitFit (all biases)", _bitfit()),
+    Method("adapters", "adapters m=8", _adapters()),
 ]}
+
+# The chapters' ablations, at their family's learning rate (seed 0).
+ABLATIONS = {m.name: m for m in [
+    Method("lora_r1", "LoRA q,v r=1", _lora(1), "lora"),
+    Method("lora_r4", "LoRA q,v r=4", _lora(4), "lora"),
+    Method("lora_r16", "LoRA q,v r=16", _lora(16), "lora"),
+    Method("lora_q_r8", "LoRA q r=8", _lora(8, ("q_proj",)), "lora"),
+    Method("lora_qkvo_r2", "LoRA q,k,v,o r=2", _lora(2, ("q_proj", "k_proj", "v_proj", "out_proj")), "lora"),
+    Method("bitfit_qi", "BitFit query+intermediate", _bitfit(("query", "intermediate")), "bitfit"),
+    Method("adapters_m2", "adapters m=2", _adapters(2), "adapters"),
+    Method("adapters_m32", "adapters m=32", _adapters(32), "adapters"),
+]}
+ALL_METHODS = {**METHODS, **ABLATIONS}
 
 
 def run_one(method: str, seed: int, lr: Optional[float] = None, progress: bool = True) -> dict:
     """One (method, seed) cell of the benchmark on the standard sentiment setup, as a JSON-able dict."""
-    if method not in METHODS:
-        raise ValueError(f"Unknown method {method!r}; choose from {list(METHODS)}.")
-    spec = METHODS[method]
+    if method not in ALL_METHODS:
+        raise ValueError(f"Unknown method {method!r}; choose from {list(ALL_METHODS)}.")
+    spec = ALL_METHODS[method]
     setup = recipes.sentiment_setup(seed=seed)
     if spec.prepare is None:
         experiment = recipes.frozen_probe(setup, seed=seed)
         lr = None
     else:
         model = spec.prepare(recipes.fresh_classifier(seed=seed))
-        lr = lr if lr is not None else recipes.LEARNING_RATES[method]
-        experiment = recipes.train_standard(spec.label, model, setup, method, lr=lr, track_curve=True,
+        lr = lr if lr is not None else recipes.LEARNING_RATES[spec.lr_key]
+        experiment = recipes.train_standard(spec.label, model, setup, spec.lr_key, lr=lr, track_curve=True,
                                             progress=progress)
     return _record(method, seed, lr, experiment, evaluate_accuracy(experiment.model, setup.test_loader))
 
 
 def _record(method: str, seed: int, lr: Optional[float], e: Experiment, test_score: float) -> dict:
-    return {"method": method, "label": METHODS[method].label, "seed": seed, "lr": lr,
+    return {"method": method, "label": ALL_METHODS[method].label, "seed": seed, "lr": lr,
             "validation": round(e.score, 4), "test": round(test_score, 4), "curve": [round(s, 4) for s in e.curve],
             "train_accuracy": None if e.train_accuracy is None else round(e.train_accuracy, 4),
             "majority": round(e.majority, 4), "on_plateau": e.on_plateau, "trainable": e.trainable, "total": e.total,
-            "seconds": round(e.seconds, 1)}
+            "seconds": round(e.seconds, 1), "memory": e.memory, "losses": [round(x, 4) for x in e.losses]}
 
 
 def summarise(runs: list[dict], key: str = "validation") -> dict[str, dict]:
@@ -129,10 +159,19 @@ def markdown_table(results: dict) -> str:
              "| method | trainable | accuracy | ÷ full FT | test accuracy | lr |", "|---|---:|---:|---:|---:|---:|"]
     test = summarise(results["runs"], "test")
     for method, s in summarise(results["runs"]).items():
-        lr = results["recipe"]["learning_rates"].get(method)
+        lr = results["recipe"]["learning_rates"].get(ALL_METHODS[method].lr_key)
         lines.append(f"| {s['label']} | {100 * s['trainable_share']:.3f}% | {s['mean']:.3f} ± {s['sd']:.3f} | "
                      f"{s.get('vs_full', float('nan')):.3f} | {test[method]['mean']:.3f} ± {test[method]['sd']:.3f} | "
                      f"{'L-BFGS probe' if lr is None else f'{lr:g}'} |")
+    return "\n".join(lines) + "\n"
+
+
+def ablation_table(results: dict) -> str:
+    lines = [f"Ablations, seed {results['seed']}, standard recipe (validation accuracy).", "",
+             "| variant | trainable | validation | test | train accuracy | lr |", "|---|---:|---:|---:|---:|---:|"]
+    for run in results["runs"]:
+        lines.append(f"| {run['label']} | {100 * run['trainable'] / run['total']:.3f}% | {run['validation']:.3f} | "
+                     f"{run['test']:.3f} | {run['train_accuracy']:.3f} | {run['lr']:g} |")
     return "\n".join(lines) + "\n"
 
 
@@ -160,10 +199,41 @@ def load_results(name: str = "sentiment", directory: Path = RESULTS_DIR) -> dict
     return json.loads(path.read_text())
 
 
+def committed_experiment(method: str, seed: int = 0, directory: Path = RESULTS_DIR) -> Experiment:
+    """A committed run as an Experiment (no model), for a lesson's tables and plots.
+
+    Looks in the benchmark (`sentiment.json`), then the ablations (`ablations.json`).
+    """
+    for name in ("sentiment", "ablations"):
+        path = Path(directory) / f"{name}.json"
+        if not path.exists():
+            continue
+        for run in json.loads(path.read_text())["runs"]:
+            if run["method"] == method and run["seed"] == seed:
+                return Experiment(run["label"], run["validation"], run["trainable"], run["total"], run.get("losses", []),
+                                  run["seconds"], run.get("memory", {}), None, run["curve"], run["train_accuracy"],
+                                  run["majority"])
+    raise KeyError(f"No committed run of {method!r} with seed {seed} in {directory}; "
+                   f"run `python -m minitransformer.benchmark sentiment` and `... ablations`.")
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+README_START, README_END = "<!-- benchmark:sentiment -->", "<!-- /benchmark:sentiment -->"
+
+
+def readme_with_results(readme_text: str, results: dict) -> str:
+    """README's findings table replaced by the one `markdown_table` prints from the committed results."""
+    if README_START not in readme_text or README_END not in readme_text:
+        raise ValueError(f"README has no {README_START} ... {README_END} section to fill.")
+    head, rest = readme_text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    return f"{head}{README_START}\n{markdown_table(results)}{README_END}{tail}"
+
+
 def _recipe() -> dict:
     return {"backbone": recipes.BACKBONE, "n_train": recipes.N_TRAIN, "epochs": recipes.EPOCHS,
             "batch_size": recipes.BATCH_SIZE, "warmup_ratio": recipes.WARMUP_RATIO, "schedule": recipes.SCHEDULE,
-            "learning_rates": {m: recipes.LEARNING_RATES.get(m) for m in METHODS}}
+            "learning_rates": dict(recipes.LEARNING_RATES)}
 
 
 def _write(results: dict, name: str, table: str, out: Path) -> None:
@@ -182,18 +252,28 @@ def main(argv: Optional[list[str]] = None) -> int:
     bench = sub.add_parser("sentiment", help="every method over several seeds")
     bench.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     bench.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    sub.add_parser("readme", help="rewrite README's findings table from the committed results")
+    ablate = sub.add_parser("ablations", help="the chapters' ablations, one seed")
+    ablate.add_argument("--seed", type=int, default=0)
+    ablate.add_argument("--methods", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS))
     sweep = sub.add_parser("sweep", help="the learning-rate sweep, one seed")
     sweep.add_argument("--seed", type=int, default=0)
     sweep.add_argument("--methods", nargs="+", default=["full", "lora", "bitfit", "adapters"],
                        choices=[m for m in METHODS if m != "frozen"])
     sweep.add_argument("--lrs", type=float, nargs="+", help="one grid for every method (default: SWEEP_GRID)")
-    for p in (bench, sweep):
+    for p in (bench, ablate, sweep):
         p.add_argument("--out", type=Path, default=RESULTS_DIR)
         p.add_argument("--threads", type=int, default=1, help="torch threads per run; results are reproducible per count")
         p.add_argument("--jobs", type=int, default=2, help="runs in parallel (one process each)")
     args = parser.parse_args(argv)
+    if args.command == "readme":
+        README.write_text(readme_with_results(README.read_text(), load_results("sentiment")))
+        print(f"updated {README}")
+        return 0
     if args.command == "sentiment":
         cells = [(m, s, None, args.threads) for m in args.methods for s in args.seeds]
+    elif args.command == "ablations":
+        cells = [(m, args.seed, None, args.threads) for m in args.methods]
     else:
         cells = [(m, args.seed, lr, args.threads) for m in args.methods for lr in (args.lrs or SWEEP_GRID[m])]
     started = time.perf_counter()
@@ -218,6 +298,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.command == "sentiment":
         results["summary"] = summarise(runs)
         _write(results, "sentiment", markdown_table(results), args.out)
+    elif args.command == "ablations":
+        results["seed"] = args.seed
+        _write(results, "ablations", ablation_table(results), args.out)
     else:
         results["seed"] = args.seed
         _write(results, "lr_sweep", sweep_table(results), args.out)

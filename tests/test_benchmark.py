@@ -1,0 +1,94 @@
+"""The committed benchmark: complete, reproducible by its own command, and calibrated.
+
+`benchmarks/sentiment.json` is written by `python -m minitransformer.benchmark sentiment`. The
+lessons and README load it, so these tests check that it still describes this code: one
+(method, seed) cell is re-run and must give the committed number, and the calibration targets
+of the course (issue 7) are checked on the mean of the three seeds.
+"""
+
+import pytest
+import torch
+
+from minitransformer import recipes
+from minitransformer.benchmark import ABLATIONS, METHODS, load_results, markdown_table, run_one, summarise
+
+
+@pytest.fixture(scope="module")
+def results():
+    return load_results("sentiment")
+
+
+def test_every_method_has_three_seeds_on_the_current_recipe(results):
+    seeds = {(r["method"], r["seed"]) for r in results["runs"]}
+    assert seeds == {(m, s) for m in METHODS for s in (0, 1, 2)}
+    recipe = results["recipe"]
+    assert (recipe["epochs"], recipe["batch_size"], recipe["warmup_ratio"], recipe["schedule"]) == (
+        recipes.EPOCHS, recipes.BATCH_SIZE, recipes.WARMUP_RATIO, recipes.SCHEDULE), \
+        "the recipe changed since the benchmark ran: rerun `python -m minitransformer.benchmark sentiment`"
+    assert recipe["learning_rates"] == recipes.LEARNING_RATES
+
+
+def test_ablations_cover_every_variant():
+    ablations = load_results("ablations")
+    assert [r["method"] for r in ablations["runs"]] == list(ABLATIONS)
+
+
+def test_learning_rates_are_the_best_of_the_sweep():
+    sweep = load_results("lr_sweep")
+    for method in ("full", "lora", "bitfit", "adapters"):
+        runs = [r for r in sweep["runs"] if r["method"] == method]
+        assert len(runs) >= 3, f"the sweep must try at least 3 learning rates for {method}"
+        best = max(runs, key=lambda r: r["validation"])
+        assert recipes.LEARNING_RATES[method] == best["lr"], f"LEARNING_RATES[{method!r}] is not the sweep's best"
+
+
+def test_summary_and_table_are_computed_from_the_runs(results):
+    summary = summarise(results["runs"])
+    for method, s in summary.items():
+        scores = [r["validation"] for r in results["runs"] if r["method"] == method]
+        assert s["mean"] == pytest.approx(sum(scores) / len(scores))
+    table = markdown_table(results)
+    for s in summary.values():
+        assert f"{s['mean']:.3f} ± {s['sd']:.3f}" in table
+
+
+def test_one_cell_reproduces_the_committed_number(results):
+    """Re-run LoRA, seed 0 (about a minute): the committed results must be this code's results."""
+    torch.set_num_threads(results["threads"])
+    committed = next(r for r in results["runs"] if r["method"] == "lora" and r["seed"] == 0)
+    rerun = run_one("lora", 0, progress=False)
+    # Bit-identical on the machine that wrote the file; another CPU's kernels may round differently,
+    # which can flip a few of the 500 predictions.
+    assert rerun["validation"] == pytest.approx(committed["validation"], abs=0.02)
+    assert rerun["trainable"] == committed["trainable"]
+
+
+# ----------------------------------------------------------------------------- calibration (mean of 3 seeds)
+
+
+def _mean(results, method):
+    return summarise(results["runs"])[method]["mean"]
+
+
+def test_no_method_stays_on_the_one_class_plateau(results):
+    stuck = [f"{r['method']} seed {r['seed']}" for r in results["runs"] if r["on_plateau"]]
+    assert not stuck, f"runs that never left the one-class plateau: {stuck}"
+
+
+def test_frozen_probe_is_informative_but_clearly_below_full_fine_tuning(results):
+    assert _mean(results, "frozen") >= 0.60
+    assert _mean(results, "frozen") <= 0.90 * _mean(results, "full")
+
+
+@pytest.mark.parametrize("method, share", [("lora", 0.97), ("adapters", 0.97), ("bitfit", 0.93)])
+def test_peft_methods_come_close_to_full_fine_tuning(results, method, share):
+    assert _mean(results, method) >= share * _mean(results, "full"), (
+        f"{method}: {_mean(results, method):.3f} < {share} x full fine-tuning {_mean(results, 'full'):.3f}")
+
+
+def test_readme_findings_table_is_the_generated_one(results):
+    from minitransformer.benchmark import README, readme_with_results
+
+    text = README.read_text()
+    assert readme_with_results(text, results) == text, \
+        "README's findings table is out of date: run `python -m minitransformer.benchmark readme`"
