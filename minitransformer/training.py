@@ -161,21 +161,28 @@ def _running_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> Optional[tu
 
 
 def train(model: nn.Module, loader: DataLoader, *, epochs: int = 1, lr: float = 1e-3, weight_decay: float = 0.0,
-          warmup_ratio: float = 0.1, schedule: str = "linear", max_steps: Optional[int] = None,
-          eval_fn: Optional[Callable[[nn.Module], float]] = None, desc: str = "train", progress: bool = True,
-          device: Optional[torch.device] = None) -> TrainResult:
+          warmup_ratio: float = 0.1, schedule: str = "linear", lr_overrides: Optional[dict[str, float]] = None,
+          max_steps: Optional[int] = None, eval_fn: Optional[Callable[[nn.Module], float]] = None, desc: str = "train",
+          progress: bool = True, device: Optional[torch.device] = None) -> TrainResult:
     """AdamW on the parameters that require grad, with linear warmup then decay (see `lr_factor`).
 
-    The model's `forward(**batch)` must return `.loss` (and `.logits`, for the running train accuracy).
-    `eval_fn(model)`, if given, is called after every epoch; its scores form `result.curve`.
+    `lr_overrides` maps a parameter-name prefix to its own peak learning rate (e.g. {"head.": 1e-3});
+    every other parameter uses `lr`. The model's `forward(**batch)` must return `.loss` (and
+    `.logits`, for the running train accuracy). `eval_fn(model)`, if given, is called after every
+    epoch; its scores form `result.curve`.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
         raise ValueError("No parameter requires grad: nothing to train. Did you freeze the whole model?")
+    groups = {lr: []}
+    for name, p in named:
+        group_lr = next((v for prefix, v in (lr_overrides or {}).items() if name.startswith(prefix)), lr)
+        groups.setdefault(group_lr, []).append(p)
+    params = [{"params": ps, "lr": group_lr} for group_lr, ps in groups.items() if ps]
     if not 0.0 <= warmup_ratio < 1.0:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}; 0.06 to 0.1 is usual.")
     device = device or next(model.parameters()).device
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)  # the groups' own lr win
     total = epochs * len(loader) if max_steps is None else min(max_steps, epochs * len(loader))
     warmup_steps = max(1, round(warmup_ratio * total)) if warmup_ratio > 0 else 0
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, warmup_steps, schedule))

@@ -191,3 +191,15 @@ def test_progress_bar_does_not_redraw_on_every_step(monkeypatch):
     batch = {"input_ids": x, "attention_mask": torch.ones_like(x), "labels": torch.tensor([0, 1, 0, 1])}
     train(model, [batch] * 50, epochs=1, progress=True)
     assert len(refreshes) < 10, f"the bar redrew {len(refreshes)} times for 50 steps"
+
+
+def test_lr_overrides_give_a_module_its_own_learning_rate():
+    model = tiny_classifier()
+    x = torch.randint(1, 40, (4, 6))
+    batch = {"input_ids": x, "attention_mask": torch.ones_like(x), "labels": torch.tensor([0, 1, 0, 1])}
+    result = train(model, [batch] * 4, lr=1e-2, lr_overrides={"head.": 1e-4}, warmup_ratio=0.0, progress=False)
+    by_size = {len(g["params"]): g for g in result.optimizer.param_groups}
+    assert len(result.optimizer.param_groups) == 2
+    head_group = by_size[2]  # head.weight and head.bias
+    assert head_group["initial_lr"] == pytest.approx(1e-4)
+    assert all(g["initial_lr"] == pytest.approx(1e-2) for g in result.optimizer.param_groups if g is not head_group)
