@@ -241,6 +241,9 @@ def plan_run(mode="gpt", steps=1500, batch_size=32, lr=2e-3, seed=0, text_file=N
         raise PretrainError(f"--out {out_dir} is the shipped checkpoint folder, which every lesson loads. Write to "
                             "another folder with --out DIR; to re-pretrain the shipped gpt/bert on purpose, add "
                             "--overwrite-shipped.")
+    if not shipped and out_dir.resolve().is_relative_to(CHECKPOINT_DIR.resolve()):
+        raise PretrainError(f"--out {out_dir} is inside the shipped checkpoint folder; write your checkpoints "
+                            "elsewhere, e.g. --out my_checkpoints.")
     if overwrite_shipped:
         if not shipped:
             raise PretrainError("--overwrite-shipped only applies to the shipped folder minitransformer/checkpoints; "

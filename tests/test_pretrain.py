@@ -92,6 +92,8 @@ def test_row_no_out_writes_a_new_folder_named_after_the_text(tmp_path, capsys):
     # The shipped folder itself is refused unless the flag says so (the fixture checks nothing changed).
     code, err = run_cli(["--text", str(text), *TINY, "--out", str(CHECKPOINT_DIR)], capsys)
     assert_one_line_error(code, err, "shipped checkpoint folder", "--out DIR", "--overwrite-shipped")
+    code, err = run_cli(["--text", str(text), *TINY, "--out", str(CHECKPOINT_DIR / "mine")], capsys)
+    assert_one_line_error(code, err, "inside the shipped checkpoint folder")
     code, err = run_cli(["--text", str(text), *TINY, "--out", str(CHECKPOINT_DIR), "--overwrite-shipped"], capsys)
     assert_one_line_error(code, err, "generated world only")
     code, err = run_cli(["--text", str(text), *TINY, "--out", str(tmp_path / "x"), "--overwrite-shipped"], capsys)
