@@ -105,3 +105,36 @@ def test_pretraining_text_file_input(tmp_path):
         read_text_file(tmp_path / "short.txt")
     with pytest.raises(FileNotFoundError):
         read_text_file(tmp_path / "absent.txt")
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    """A save that fails half-way keeps the previous files and leaves no temporary ones."""
+    from minitransformer import checkpoint, save_checkpoint
+
+    path = save_checkpoint(small_model(), tmp_path / "m.safetensors", {"note": "first"})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def crash(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "sha256_of", crash)  # fails after the weights were staged
+    with pytest.raises(OSError, match="No space"):
+        save_checkpoint(MiniTransformer(small_model().config), path, {"note": "second"})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_any_named_checkpoint_loads_and_old_cards_still_work(tmp_path):
+    """load_pretrained(name, folder) for a user's checkpoint; a card without the newer fields
+    (tokenizer hash, corpus details, command) loads as before, like the shipped ones."""
+    from minitransformer import save_checkpoint
+
+    shutil.copy(CHECKPOINT_DIR / "tokenizer.json", tmp_path / "tokenizer.json")
+    config = TransformerConfig(vocab_size=2048, max_seq_len=16, d_model=8, n_layers=1, n_heads=2, d_ff=16)
+    save_checkpoint(MiniTransformer(config), tmp_path / "austen.safetensors", {"corpus": "text file austen.txt"})
+    assert "tokenizer" not in json.loads((tmp_path / "austen.json").read_text())
+    model, tokenizer = load_pretrained("austen", tmp_path)
+    assert model.config == config and tokenizer.get_vocab_size() == 2048
+    with pytest.raises(ValueError, match=r"Unknown pretrained model 'emma' in .*; choose one of \('austen',\)"):
+        load_pretrained("emma", tmp_path)
+    with pytest.raises(ValueError, match=r"choose one of \('gpt', 'bert'\)"):
+        load_pretrained("austen")  # the shipped folder lists what it holds
