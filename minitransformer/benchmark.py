@@ -140,8 +140,8 @@ def summarise(runs: list[dict], key: str = "validation") -> dict[str, dict]:
 
 
 # The sweep's grid: three learning rates a factor ~3 apart around each method's usual value.
-SWEEP_GRID = {"full": [1e-4, 3e-4, 1e-3], "lora": [1e-3, 3e-3, 1e-2], "bitfit": [3e-3, 1e-2, 3e-2],
-              "adapters": [1e-3, 3e-3, 1e-2]}
+SWEEP_GRID = {"full": [1e-4, 3e-4, 1e-3], "lora": [1e-3, 3e-3, 1e-2], "bitfit": [1e-2, 3e-2, 1e-1],
+              "adapters": [3e-3, 1e-2, 3e-2]}
 
 
 def _run_cell(args: tuple) -> dict:
