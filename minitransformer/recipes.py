@@ -8,8 +8,7 @@ data, order, schedule, budget and seed:
                (the schedule of BERT fine-tuning: Hugging Face's get_linear_schedule_with_warmup)
     budget     EPOCHS epochs: enough for every method's validation curve to flatten (chapter 2)
     lr         one per method, LEARNING_RATES, picked by a recorded sweep (benchmarks/lr_sweep.md;
-               regenerate with `python -m minitransformer.benchmark sweep`), as the papers tune per method;
-               the task head of a PEFT method trains at HEAD_LR
+               regenerate with `python -m minitransformer.benchmark sweep`), as the papers tune per method
 
 and against the same two reference points:
 
@@ -44,18 +43,12 @@ WARMUP_RATIO = 0.1
 SCHEDULE = "linear"
 SEED = 0
 
-# The task head (the one module every method trains) gets its own, small learning rate. Its inputs
-# have a magnitude of about 1.3 on each of 128 features, so an Adam step of size lr on every weight can
-# move a logit by about 160 x lr: at the 1e-2 that biases or adapters want, the head would swing the
-# predictions from one class to the other at every step. Full fine-tuning trains everything at its lr.
-HEAD_LR = 1e-3
-
-# Peak learning rate per method (the head aside), from the sweep in benchmarks/lr_sweep.md (seed 0, validation accuracy).
+# Peak learning rate per method, from the sweep in benchmarks/lr_sweep.md (seed 0, validation accuracy).
 LEARNING_RATES = {
-    "full": 1e-3,
+    "full": 3e-4,
     "lora": 3e-3,
-    "bitfit": 1e-2,
-    "adapters": 3e-3,
+    "bitfit": 3e-3,
+    "adapters": 1e-2,
 }
 
 
@@ -99,9 +92,8 @@ def train_standard(name: str, model: nn.Module, setup: SentimentSetup, method: s
             raise ValueError(f"No standard learning rate for method {method!r}; known: {sorted(LEARNING_RATES)}. "
                              f"Pass lr=... or add it to LEARNING_RATES after a sweep.")
         lr = LEARNING_RATES[method]
-    lr_overrides = None if method == "full" else {"head.": HEAD_LR}
     return fit_and_evaluate(name, model, setup.train_loader, setup.val_loader, epochs=epochs, lr=lr,
-                            warmup_ratio=WARMUP_RATIO, schedule=SCHEDULE, lr_overrides=lr_overrides,
+                            warmup_ratio=WARMUP_RATIO, schedule=SCHEDULE,
                             track_curve=track_curve, progress=progress)
 
 
