@@ -6,7 +6,9 @@ data, order, schedule, budget and seed:
     data       the first N_TRAIN of 2,000 training reviews, batches of BATCH_SIZE, validation 500
     optimizer  AdamW, linear warmup over the first WARMUP_RATIO of the steps, then linear decay to 0
                (the schedule of BERT fine-tuning: Hugging Face's get_linear_schedule_with_warmup)
-    budget     EPOCHS epochs: enough for every method's validation curve to flatten (chapter 2)
+    budget     EPOCHS epochs: full fine-tuning's validation curve flattens; LoRA's and the adapters'
+               still rise slowly at the end, and BitFit stays on the one-class plateau (chapter 2
+               shows the curves: the main caveat of every score comparison in the course)
     lr         one per method, LEARNING_RATES, picked by a recorded sweep (benchmarks/lr_sweep.md;
                regenerate with `python -m minitransformer.benchmark sweep`), as the papers tune per method
 
