@@ -160,7 +160,8 @@ def markdown_table(results: dict) -> str:
     test = summarise(results["runs"], "test")
     for method, s in summarise(results["runs"]).items():
         lr = results["recipe"]["learning_rates"].get(ALL_METHODS[method].lr_key)
-        lines.append(f"| {s['label']} | {100 * s['trainable_share']:.3f}% | {s['mean']:.3f} ± {s['sd']:.3f} | "
+        stuck = " (on the one-class plateau: not trained)" if s["any_plateau"] else ""
+        lines.append(f"| {s['label']} | {100 * s['trainable_share']:.3f}% | {s['mean']:.3f} ± {s['sd']:.3f}{stuck} | "
                      f"{s.get('vs_full', float('nan')):.3f} | {test[method]['mean']:.3f} ± {test[method]['sd']:.3f} | "
                      f"{'L-BFGS probe' if lr is None else f'{lr:g}'} |")
     return "\n".join(lines) + "\n"
