@@ -41,7 +41,7 @@ from curriculum.screening import Scope, screen_cell
 
 DEFAULT_TIMEOUT = 20.0
 GRADED_TESTS_DIR = REPO_ROOT / "tests" / "graded"
-STATUSES = ("passed", "failed", "not_implemented", "timeout", "error", "skipped")
+STATUSES = ("passed", "failed", "not_implemented", "timeout", "error", "skipped", "crashed", "not_run", "flagged")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -359,22 +359,29 @@ _NUMBERED_NOTEBOOK = re.compile(r"^\d+[_-](?P<chapter>[A-Za-z_]\w*?)$")
 _COPY_SUFFIX = re.compile(r"(\s*\(\d+\)|\s*-\s*copy|\s+copy|[_-]copy|[_ -]v?\d+|\.ipynb|\s+)$", re.IGNORECASE)
 
 
+def file_name_chapters(stem: str) -> list[str]:
+    """Every chapter a file name can be read as, most literal first:
+    ``03_lora`` -> ``[lora]``; ``03_lora (1)`` -> ``[lora]``; ``03_lora_v2`` -> ``[lora_v2, lora]``."""
+    candidates: list[str] = []
+    name = stem
+    while name:
+        match = _NUMBERED_NOTEBOOK.match(name)
+        if match and match["chapter"] not in candidates:
+            candidates.append(match["chapter"])
+        shorter = _COPY_SUFFIX.sub("", name)
+        if shorter == name:
+            break
+        name = shorter
+    return candidates
+
+
 def chapter_from_file_name(stem: str, known: Collection[str] | None = None) -> str | None:
     """``03_lora`` -> ``lora``; tolerates copies such as ``03_lora (1)`` or ``03_lora - Copy``.
 
     With ``known`` chapters, a name that only matches after removing a suffix
     (``03_lora_v2`` -> ``lora``) is preferred over an unknown chapter (``lora_v2``).
     """
-    candidates: list[str] = []
-    name = stem
-    while name:
-        match = _NUMBERED_NOTEBOOK.match(name)
-        if match:
-            candidates.append(match["chapter"])
-        shorter = _COPY_SUFFIX.sub("", name)
-        if shorter == name:
-            break
-        name = shorter
+    candidates = file_name_chapters(stem)
     if known is not None:
         return next((c for c in candidates if c in known), candidates[0] if candidates else None)
     return candidates[0] if candidates else None

@@ -310,16 +310,20 @@ def _early_end(run: _Running) -> tuple[str, str]:
 
 
 def grade_in_processes(
-    jobs: list[Job], workers: int = 2, progress: Callable[[Job, JobResult], None] | None = None
+    jobs: list[Job],
+    workers: int = 2,
+    progress: Callable[[Job, JobResult], None] | None = None,
+    results: dict[Any, JobResult] | None = None,
 ) -> dict[Any, JobResult]:
-    """Run the jobs, at most ``workers`` at a time; return each job's result by its key.
+    """Run the jobs, at most ``workers`` at a time; return each job's result by its key
+    (filling ``results`` if given).
 
     On ``KeyboardInterrupt`` every running child is killed, the unfinished jobs are
-    marked as interrupted, and the interrupt is raised again.
+    marked as interrupted (in ``results``), and the interrupt is raised again.
     """
     pending = deque(jobs)
     running: list[_Running] = []
-    done: dict[Any, JobResult] = {}
+    done: dict[Any, JobResult] = results if results is not None else {}
 
     def complete(run: _Running, problem: tuple[str, str] | None) -> None:
         running.remove(run)
