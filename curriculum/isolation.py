@@ -129,7 +129,7 @@ def child_main(conn: Connection, job: Job, workdir: str) -> None:
     except ImportError:  # pragma: no cover - torch is a requirement
         pass
     try:
-        modules = {f: _import_test_module(Path(f)) for f in sorted({t.file for t in job.tests})}
+        modules = {f: _import_test_module(Path(f).resolve()) for f in sorted({t.file for t in job.tests})}
         tests = {ref: getattr(modules[ref.file], ref.name) for ref in job.tests}
     except BaseException as exc:  # noqa: BLE001 - a broken test file is the instructor's problem
         _send(conn, event="fatal", message=f"could not import the graded tests: {type(exc).__name__}: {exc}",

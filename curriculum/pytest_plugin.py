@@ -200,7 +200,7 @@ class GradingState:
         for s in self.students:
             if s.chapter is not None:
                 refs = [TestRef(spec.file, spec.name) for spec in self.specs(s.chapter)]
-                jobs.append(Job(s.label, str(s.path), refs, self.timeout))
+                jobs.append(Job(s.label, str(s.path.resolve()), refs, self.timeout))
         results: dict[Any, Any] = {}
         tr = self.config.pluginmanager.get_plugin("terminalreporter")
         capman = self.config.pluginmanager.get_plugin("capturemanager")
