@@ -114,126 +114,153 @@ def scores(report: dict) -> dict[str, tuple[float, float, str]]:
 
 HONEST = "zz_honest/03_demo.ipynb"  # graded after the hostile ones (sorted by path)
 
-
-# --------------------------------------------------------------------------- tampering is flagged
-@pytest.mark.parametrize("name, cells, reason", [
-    ("patch_grader",
-     ["import curriculum.grading as g\ng.classify = lambda e, s, t=None: g.Outcome('passed', s.points, '')\n"],
-     "imports `curriculum.grading`"),
-    ("patch_torch_in_function",  # the patch runs inside a test, so only the snapshot can see it
-     [WRONG_DOUBLE + "\ndef add(a, b):\n    torch.allclose = lambda *a, **k: True\n    return a + b\n"],
-     "torch.allclose was changed"),
-    ("patch_torch_top_level", [WRONG_DOUBLE + "\ntorch.allclose = lambda *a, **k: True\n"], "changes `torch.allclose`"),
-    ("patch_builtins", [CORRECT + "\ndef add(a, b):\n    import builtins\n    builtins.AssertionError = KeyboardInterrupt\n"
+# Hostile and careless notebooks, all graded in one folder with an honest classmate.
+TAMPERING = {  # name: (cells, what the flag says)
+    "patch_grader": (["import curriculum.grading as g\ng.classify = lambda e, s, t=None: g.Outcome('passed', s.points, '')\n"],
+                     "imports `curriculum.grading`"),
+    # the patch runs inside a test, so only the snapshot can see it
+    "patch_torch_in_function": ([WRONG_DOUBLE + "\ndef add(a, b):\n    torch.allclose = lambda *a, **k: True\n    return a + b\n"],
+                                "torch.allclose was changed"),
+    "patch_torch_top_level": ([WRONG_DOUBLE + "\ntorch.allclose = lambda *a, **k: True\n"], "changes `torch.allclose`"),
+    "patch_builtins": ([CORRECT + "\ndef add(a, b):\n    import builtins\n    builtins.AssertionError = KeyboardInterrupt\n"
                                   "    return 0\n"], "builtins.AssertionError was changed"),
-    ("patch_tensor_method", [WRONG_DOUBLE + "\ndef add(a, b):\n    torch.Tensor.__eq__ = lambda s, o: True\n    return a + b\n"],
-     "torch.Tensor.__eq__ was added"),
-    ("import_solutions", ["from solutions.demo import *\n"], "imports `solutions.demo`"),
-    ("import_solutions_in_function", [CORRECT + "\ndef halve(x):\n    from solutions import demo\n    return demo.halve(x)\n"],
-     "inside a definition"),
-    ("import_tests", ["from test_demo import *\n"], "imports `test_demo`"),
-])
-def test_tampering_is_flagged_and_scores_zero(tmp_path: Path, name: str, cells: list[str], reason: str) -> None:
-    write(tmp_path / "students" / name / "03_demo.ipynb", notebook(*cells))
-    write(tmp_path / "students" / HONEST, notebook(WRONG_DOUBLE))
-    result, report = grade(tmp_path)
-    got = scores(report)
-    assert got[HONEST] == (3, 4, "graded"), result.stdout  # the classmate keeps exactly their score
-    hostile = by_target(report)[f"{name}/03_demo.ipynb"]["chapters"]["demo"]
-    assert (hostile["score"], hostile["max"], hostile["status"]) == (0, 4, "flagged")
-    assert any(reason in flag for flag in hostile["flags"]), hostile["flags"]
-    assert "FLAGGED, scored 0" in result.stdout and result.returncode == 1
-
-
-# --------------------------------------------------------------------------- isolation
-@pytest.mark.parametrize("name, cells, status, words", [
-    ("exit_in_test", [CORRECT.replace("return a + b", "import os\n    os._exit(0)")], "crashed", "exited with code 0"),
-    ("segfault", [CORRECT.replace("return a + b", "import ctypes\n    ctypes.string_at(0)")], "crashed", "killed by signal"),
-    ("interrupt", [CORRECT.replace("return a + b", "raise KeyboardInterrupt")], None, None),
-    ("hang", [CORRECT.replace("return a + b", "import signal\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+    "patch_tensor_method": ([WRONG_DOUBLE + "\ndef add(a, b):\n    torch.Tensor.__eq__ = lambda s, o: True\n    return a + b\n"],
+                            "torch.Tensor.__eq__ was added"),
+    "import_solutions": (["from solutions.demo import *\n"], "imports `solutions.demo`"),
+    "import_solutions_in_function": ([CORRECT + "\ndef halve(x):\n    from solutions import demo\n    return demo.halve(x)\n"],
+                                     "inside a definition"),
+    "import_tests": (["from test_demo import *\n"], "imports `test_demo`"),
+}
+ISOLATION = {  # name: (cells, status of the unfinished tests, words in the problem)
+    "exit_in_test": ([CORRECT.replace("return a + b", "import os\n    os._exit(0)")], "crashed", "exited with code 0"),
+    "segfault": ([CORRECT.replace("return a + b", "import ctypes\n    ctypes.string_at(0)")], "crashed", "killed by signal"),
+    "hang": ([CORRECT.replace("return a + b", "import signal\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
                                               "    while True:\n        pass")], "timeout", "was stopped"),
-    ("swallow_timeouts", [CORRECT.replace("return a + b", "while True:\n        try:\n            while True:\n"
+    "swallow_timeouts": ([CORRECT.replace("return a + b", "while True:\n        try:\n            while True:\n"
                                                           "                pass\n        except BaseException:\n"
                                                           "            pass")], "timeout", None),
-])
-def test_a_notebook_that_crashes_hangs_or_interrupts_affects_only_itself(
-    tmp_path: Path, name: str, cells: list[str], status: str | None, words: str | None
-) -> None:
-    write(tmp_path / "students" / name / "03_demo.ipynb", notebook(*cells))
-    write(tmp_path / "students" / HONEST, notebook(WRONG_DOUBLE))
-    result, report = grade(tmp_path, timeout=1)
-    got = scores(report)
-    assert got[HONEST] == (3, 4, "graded"), result.stdout + result.stderr
-    chapter = by_target(report)[f"{name}/03_demo.ipynb"]["chapters"]["demo"]
-    tests = {t["name"]: t for t in chapter["tests"]}
-    assert chapter["max"] == 4 and tests["test_add"]["earned"] == 0  # the max comes from the test file
-    if name == "interrupt":  # a KeyboardInterrupt from the notebook is that test's error, nothing more
-        assert tests["test_add"]["status"] == "error" and "KeyboardInterrupt" in tests["test_add"]["message"]
-        assert chapter["score"] == 2 and chapter["status"] == "graded"
-        return
-    assert chapter["score"] == 0 and chapter["status"] == status, chapter
-    assert tests["test_add"]["status"] == status
-    assert [t["status"] for t in chapter["tests"][1:]] == [status, status]  # not completed: 0, with the reason
-    if words:
-        assert words in chapter["problem"]
+}
+INTERRUPT = [CORRECT.replace("return a + b", "raise KeyboardInterrupt")]
+CWD = [CORRECT.replace("return a + b", "import os\n    open('written-by-student.txt', 'w').write(os.getcwd())\n"
+                                       "    return a + b")]
+UNTAGGED_LESSON = ["import torch\nfrom curriculum import self_check\n", CORRECT,
+                   "results = {8: run}\nrun = add(1, 2)\nprint(run)\n", "self_check('demo', globals())\n"]
+
+
+def side_effects(victim: Path) -> list[str]:
+    """Module-level code that would delete ``victim`` or exit if loading ran it."""
+    target = repr(str(victim))
+    return [CORRECT + f"\nimport os\n_ = os.remove({target})\n_ = os._exit(0)\n"
+            f"def f(x=os.remove({target})):\n    return x\n"
+            f"class C:\n    gone = os.remove({target})\n"
+            f"def noisy(fn):\n    os.remove({target})\n    return fn\n"
+            "@noisy\ndef g():\n    pass\n"
+            f"class Base:\n    def __init_subclass__(cls):\n        os.remove({target})\n"
+            "class Sub(Base):\n    pass\n"
+            "RATE = float('0.5')\nNAMES = tuple(s for s in ('a', 'b') if s != 'b')\n"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str], dict]:
+    """One class folder with every hostile case, graded once (as an instructor would)."""
+    root = tmp_path_factory.mktemp("class")
+    students = root / "students"
+    for name, (cells, _) in TAMPERING.items():
+        write(students / name / "03_demo.ipynb", notebook(*cells))
+    for name, (cells, _, _) in ISOLATION.items():
+        write(students / name / "03_demo.ipynb", notebook(*cells))
+    write(students / "interrupt" / "03_demo.ipynb", notebook(*INTERRUPT))
+    write(students / "amy" / "03_demo.ipynb", notebook(*CWD))
+    (root / "precious.txt").write_text("keep me")
+    write(students / "eve" / "03_demo.ipynb", notebook(*side_effects(root / "precious.txt")))
+    write(students / "tim" / "03_demo.ipynb", notebook(*UNTAGGED_LESSON, tags=False))
+    write(students / "ann" / "03_demo (1).ipynb", notebook(CORRECT, chapter=None))
+    write(students / "ben" / "homework.ipynb", notebook(CORRECT, chapter=None))
+    write(students / HONEST, notebook(WRONG_DOUBLE))
+    result, report = grade(root, timeout=2)
+    return root, result, report
+
+
+def chapter_of_target(report: dict, name: str) -> dict:
+    return by_target(report)[name]["chapters"]["demo"]
+
+
+def test_the_honest_classmate_keeps_exactly_their_score(folder: tuple[Path, Any, dict]) -> None:
+    _, result, report = folder
+    assert scores(report)[HONEST] == (3, 4, "graded"), result.stdout + result.stderr
     assert "Traceback" not in result.stdout and result.returncode == 1
 
 
-def test_loading_at_module_level_cannot_exit_or_delete_files(tmp_path: Path) -> None:
-    victim = tmp_path / "precious.txt"
-    victim.write_text("keep me")
-    cells = [CORRECT + f"\nimport os\n_ = os.remove({str(victim)!r})\n_ = os._exit(0)\n"
-             f"def f(x=os.remove({str(victim)!r})):\n    return x\n"
-             f"class C:\n    gone = os.remove({str(victim)!r})\n"
-             f"def noisy(fn):\n    os.remove({str(victim)!r})\n    return fn\n"
-             "@noisy\ndef g():\n    pass\n"
-             "class Base:\n    def __init_subclass__(cls):\n        os.remove(" + repr(str(victim)) + ")\n"
-             "class Sub(Base):\n    pass\n"
-             "RATE = float('0.5')\nNAMES = tuple(s for s in ('a', 'b') if s != 'b')\n"]
-    write(tmp_path / "students" / "eve" / "03_demo.ipynb", notebook(*cells))
-    result, report = grade(tmp_path)
-    assert victim.read_text() == "keep me"
-    chapter = by_target(report)["eve/03_demo.ipynb"]["chapters"]["demo"]
-    assert (chapter["score"], chapter["status"]) == (4, "graded"), result.stdout
+# --------------------------------------------------------------------------- tampering is flagged
+@pytest.mark.parametrize("name", TAMPERING)
+def test_tampering_is_flagged_and_scores_zero(folder: tuple[Path, Any, dict], name: str) -> None:
+    _, result, report = folder
+    hostile = chapter_of_target(report, f"{name}/03_demo.ipynb")
+    assert (hostile["score"], hostile["max"], hostile["status"]) == (0, 4, "flagged")
+    reason = TAMPERING[name][1]
+    assert any(reason in flag for flag in hostile["flags"]), hostile["flags"]
+    assert f"{name}/03_demo.ipynb\n  demo: 0/4\n    FLAGGED, scored 0: " in result.stdout
+
+
+# --------------------------------------------------------------------------- isolation
+@pytest.mark.parametrize("name", ISOLATION)
+def test_a_notebook_that_crashes_or_hangs_gets_zero_for_what_it_did_not_complete(
+    folder: tuple[Path, Any, dict], name: str
+) -> None:
+    _, _, report = folder
+    _, status, words = ISOLATION[name]
+    chapter = chapter_of_target(report, f"{name}/03_demo.ipynb")
+    assert (chapter["score"], chapter["max"], chapter["status"]) == (0, 4, status), chapter
+    assert [t["status"] for t in chapter["tests"]] == [status] * 3  # not completed: 0, with the reason
+    assert all(t["message"].startswith("not completed: ") for t in chapter["tests"])
+    if words:
+        assert words in chapter["problem"]
+
+
+def test_a_keyboard_interrupt_from_the_notebook_is_only_that_tests_error(folder: tuple[Path, Any, dict]) -> None:
+    chapter = chapter_of_target(folder[2], "interrupt/03_demo.ipynb")
+    tests = {t["name"]: t for t in chapter["tests"]}
+    assert tests["test_add"]["status"] == "error" and "KeyboardInterrupt" in tests["test_add"]["message"]
+    assert (chapter["score"], chapter["max"], chapter["status"]) == (2, 4, "graded")
+
+
+def test_loading_at_module_level_cannot_exit_or_delete_files(folder: tuple[Path, Any, dict]) -> None:
+    root, _, report = folder
+    assert (root / "precious.txt").read_text() == "keep me"
+    chapter = chapter_of_target(report, "eve/03_demo.ipynb")
+    assert (chapter["score"], chapter["status"]) == (4, "graded")
     notes = "\n".join(chapter["loaded"]["notes"])
-    for skipped in ("os.remove", "os._exit", "def f(x=os.remove", "@noisy", "__init_subclass__"):
+    for skipped in ("_ = os.remove", "_ = os._exit", "def f(x=os.remove", "@noisy", "__init_subclass__",
+                    "gone = os.remove"):  # a class body keeps its methods, loses the call
         assert skipped in notes, notes
-    assert "gone = os.remove" in notes  # a class body keeps its methods, loses the call
+    assert "RATE" not in notes and "NAMES" not in notes  # safe constants are kept
 
 
-def test_grading_runs_in_a_temporary_working_directory(tmp_path: Path) -> None:
-    cells = [CORRECT.replace("return a + b", "import os\n    open('written-by-student.txt', 'w').write(os.getcwd())\n"
-                                             "    return a + b")]
-    write(tmp_path / "students" / "amy" / "03_demo.ipynb", notebook(*cells))
-    result, report = grade(tmp_path)
-    assert scores(report)["amy/03_demo.ipynb"] == (4, 4, "graded"), result.stdout
-    assert not list(tmp_path.rglob("written-by-student.txt"))  # written elsewhere, then removed
+def test_grading_runs_in_a_temporary_working_directory(folder: tuple[Path, Any, dict]) -> None:
+    root, _, report = folder
+    assert scores(report)["amy/03_demo.ipynb"] == (4, 4, "graded")
+    assert not list(root.rglob("written-by-student.txt")), "written in the temporary folder, then removed"
 
 
-# --------------------------------------------------------------------------- loading
-def test_reference_without_export_tags_gets_full_marks_and_the_cells_used_are_reported(tmp_path: Path) -> None:
-    lesson = ["import torch\nfrom curriculum import self_check\n", CORRECT,
-              "results = {8: run}\nrun = add(1, 2)\nprint(run)\n", "self_check('demo', globals())\n"]
-    write(tmp_path / "students" / "tim" / "03_demo.ipynb", notebook(*lesson, tags=False))
-    result, report = grade(tmp_path)
-    chapter = by_target(report)["tim/03_demo.ipynb"]["chapters"]["demo"]
-    assert (chapter["score"], chapter["status"]) == (4, "graded"), result.stdout
+# --------------------------------------------------------------------------- loading and chapters
+def test_reference_without_export_tags_gets_full_marks_and_the_cells_used_are_reported(
+    folder: tuple[Path, Any, dict]
+) -> None:
+    _, result, report = folder
+    chapter = chapter_of_target(report, "tim/03_demo.ipynb")
+    assert (chapter["score"], chapter["status"]) == (4, "graded")
     assert chapter["loaded"]["tagged"] is False and chapter["loaded"]["cells_used"] == [0, 1]
     assert "no cell is tagged `export`; definitions taken from cells 0, 1" in result.stdout
 
 
-def test_unknown_chapter_and_copies_are_reported_not_dropped(tmp_path: Path) -> None:
-    write(tmp_path / "students" / "ann" / "03_demo (1).ipynb", notebook(CORRECT, chapter=None))
-    write(tmp_path / "students" / "ben" / "homework.ipynb", notebook(CORRECT, chapter=None))
-    result, report = grade(tmp_path)
-    targets = by_target(report)
+def test_unknown_chapter_and_copies_are_reported_not_dropped(folder: tuple[Path, Any, dict]) -> None:
+    root, result, report = folder
     assert scores(report)["ann/03_demo (1).ipynb"] == (4, 4, "graded")
-    ben = targets["ben/homework.ipynb"]
+    ben = by_target(report)["ben/homework.ipynb"]
     assert ben["status"] == "unknown_chapter" and ben["chapters"] == {}
     assert "03_lora.ipynb" in ben["message"] and '"curriculum": {"chapter"' in ben["message"]
     assert "ben/homework.ipynb\n  unknown chapter: could not tell which chapter" in result.stdout
-    assert result.returncode == 1  # everything else passed, but a notebook could not be graded
-    rows = list(csv.DictReader((tmp_path / "out" / "grades.csv").open()))
+    rows = list(csv.DictReader((root / "out" / "grades.csv").open()))
     assert {"student": "ben", "chapter": "", "score": "0", "max": "0", "status": "unknown_chapter",
             "notebook": "ben/homework.ipynb"} in rows
 
