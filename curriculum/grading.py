@@ -475,6 +475,9 @@ def self_check(
         tests = [t for t in tests if grading_spec(t).part == part]  # type: ignore[union-attr]
         if not tests:
             raise ValueError(f"no graded tests for part {part!r} of chapter {chapter!r}; parts: {parts}")
+    from curriculum._warm import warm_up
+
+    warm_up()  # torch's slow first-use work, outside the tests' time limits
     impl = Implementation(namespace)
     rows = []
     for test in tests:

@@ -179,6 +179,9 @@ class GradingState:
     # -- grading solutions in this process ----------------------------------------------------
     def solution_impl(self, chapter: str) -> Implementation:
         if chapter not in self.solution_impls:
+            from curriculum._warm import warm_up
+
+            warm_up()  # torch's slow first-use work, outside the tests' time limits
             try:
                 module = load_solutions(self.package, chapter)
                 self.solution_impls[chapter] = Implementation(vars(module), f"{self.package}.{chapter}")
