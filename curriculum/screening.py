@@ -125,7 +125,7 @@ class _Checker:
         parts = _dotted(func)
         if parts is None:
             raise Unsafe(f"calls `{_text(func)}`, which is not a library function")
-        root, name = parts[0], parts[-1]
+        root = parts[0]
         if root in self.local or root in self.scope.data:
             raise Unsafe(f"calls `{_text(func)}`; only library functions may be called outside functions")
         if root in self.scope.code:
