@@ -32,15 +32,16 @@ import threading
 import traceback
 import types
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, NamedTuple, TextIO, TypeVar
+from typing import Any, Callable, Collection, Iterator, Mapping, NamedTuple, TextIO, TypeVar
 
 from curriculum.export import REPO_ROOT, cell_label, chapter_of, export_cells, read_notebook, strip_magics
+from curriculum.screening import Scope, screen_cell
 
 DEFAULT_TIMEOUT = 20.0
 GRADED_TESTS_DIR = REPO_ROOT / "tests" / "graded"
-STATUSES = ("passed", "failed", "not_implemented", "timeout", "error", "skipped")
+STATUSES = ("passed", "failed", "not_implemented", "timeout", "error", "skipped", "crashed", "not_run", "flagged")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -207,16 +208,22 @@ def classify(exc: BaseException, spec: GradeSpec, timeout: float | None = None) 
     return Outcome(status, 0, f"{reason} — {spec.message}", details)
 
 
-def run_graded(test: Callable[[Any], Any], impl: Any, timeout: float | None = DEFAULT_TIMEOUT) -> Outcome:
-    """Run one graded test against ``impl`` with a time limit; never raises (except Ctrl-C)."""
+def run_graded(
+    test: Callable[[Any], Any], impl: Any, timeout: float | None = DEFAULT_TIMEOUT, *, catch_interrupts: bool = False
+) -> Outcome:
+    """Run one graded test against ``impl`` with a time limit; never raises, except Ctrl-C
+    (``KeyboardInterrupt``) unless ``catch_interrupts`` (set in grading processes, where an
+    interrupt can only come from the student's code)."""
     spec = grading_spec(test)
     if spec is None:
         raise TypeError(f"{test!r} is not a graded test (use @points)")
     try:
         with time_limit(timeout):
             test(impl)
-    except KeyboardInterrupt:
-        raise
+    except KeyboardInterrupt as exc:
+        if not catch_interrupts:
+            raise
+        return classify(exc, spec, timeout)
     except BaseException as exc:  # noqa: BLE001 - student code may raise anything
         return classify(exc, spec, timeout)
     return Outcome("passed", spec.points, spec.message)
@@ -227,88 +234,81 @@ class LoadError(Exception):
     """A submission could not be loaded; the message is written for the student."""
 
 
-_DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _module_counter = itertools.count()
-_NUMBERED_NOTEBOOK = re.compile(r"^\d+[_-](?P<chapter>[A-Za-z_]\w*)$")
 
 
-def _calls_something(node: ast.AST) -> bool:
-    """Whether evaluating ``node`` calls a function (lambda bodies are not evaluated)."""
-    if isinstance(node, ast.Call):
-        return True
-    if isinstance(node, ast.Lambda):
-        return False
-    return any(_calls_something(child) for child in ast.iter_child_nodes(node))
+@dataclass
+class LoadInfo:
+    """What loading a notebook used and skipped: shown to students and instructors."""
+
+    tagged: bool = True  # False: no cell is tagged `export`, every code cell was scanned
+    cells_used: list[int] = field(default_factory=list)  # cells with at least one statement run
+    notes: list[str] = field(default_factory=list)  # statements skipped, and why
+    flags: list[str] = field(default_factory=list)  # forbidden imports / tampering: the chapter scores 0
+
+    def summary(self) -> str:
+        """One line for reports: which cells were loaded."""
+        cells = ", ".join(map(str, self.cells_used)) or "none"
+        how = "export-tagged cells" if self.tagged else "no cell is tagged `export`, so every code cell was scanned"
+        return f"loaded cells {cells} ({how})"
 
 
-def is_definition(node: ast.stmt, strict: bool = False) -> bool:
-    """Whether a top-level statement is kept when loading a submission.
+def definitions_of(nb: Any, label: str) -> tuple[list[tuple[int, str, types.CodeType]], LoadInfo]:
+    """Compile the definitions of a notebook, cell by cell (see :mod:`curriculum.screening`).
 
-    Imports, functions, classes and assignments are kept.  With ``strict`` (used
-    when the notebook lost its ``export`` tags, so every code cell is scanned)
-    assignments are kept only for UPPER_CASE names or values that call nothing,
-    so ``model = train(...)`` does not run.
-    """
-    if isinstance(node, _DEFINITIONS):
-        return True
-    if isinstance(node, (ast.Assign, ast.AnnAssign)):
-        if not strict:
-            return True
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-        names = [t.id for t in targets if isinstance(t, ast.Name)]
-        if len(names) != len(targets):
-            return False
-        return node.value is None or all(n.isupper() for n in names) or not _calls_something(node.value)
-    return False
-
-
-def definitions_of(nb: Any, label: str) -> tuple[list[tuple[int, str, types.CodeType]], bool]:
-    """Compile the definitions of a notebook, cell by cell.
-
-    Returns ``([(cell index, cell source, code)], tagged)``; ``tagged`` is False when
-    no cell is tagged ``export`` and all code cells were scanned instead.  Raises
-    :class:`LoadError` for a cell with a syntax error.
+    Returns ``([(cell index, cell source, code)], info)``.  Without any ``export`` tag every
+    code cell is scanned with the same rules and cells with syntax errors are skipped;
+    with tags, a syntax error in an export cell raises :class:`LoadError`.
     """
     cells = export_cells(nb)
-    tagged = bool(cells)
-    if not tagged:
+    info = LoadInfo(tagged=bool(cells))
+    if not info.tagged:
         cells = [(i, cell) for i, cell in enumerate(nb.cells) if cell.get("cell_type") == "code"]
+    scope = Scope()
     compiled = []
     for index, cell in cells:
         source = cell.source
+        where = cell_label(index, source)
         if source.lstrip().startswith("%%"):  # cell magic: not Python
             continue
         filename = f"{label} [cell {index}]"
         try:
             tree = ast.parse(strip_magics(source), filename)
         except SyntaxError as exc:
-            raise LoadError(
-                f"{cell_label(index, source)} has a syntax error on line {exc.lineno}: {exc.msg}"
-            ) from None
-        kept = [node for node in tree.body if is_definition(node, strict=not tagged)]
-        if kept:
+            message = f"{where} has a syntax error on line {exc.lineno}: {exc.msg}"
+            if info.tagged:
+                raise LoadError(message) from None
+            info.notes.append(f"{message}; skipped")
+            continue
+        screened = screen_cell(tree, scope, where, strict_imports=info.tagged)
+        info.notes.extend(screened.notes)
+        info.flags.extend(screened.flags)
+        if screened.kept:
             linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-            code = compile(ast.Module(body=kept, type_ignores=[]), filename, "exec")
+            code = compile(ast.Module(body=screened.kept, type_ignores=[]), filename, "exec")
             compiled.append((index, source, code))
-    return compiled, tagged
+            info.cells_used.append(index)
+    return compiled, info
 
 
-def load_notebook(
+def load_submission(
     path: Path | str, *, timeout: float | None = DEFAULT_TIMEOUT, module_name: str | None = None
-) -> types.ModuleType:
+) -> tuple[types.ModuleType | None, LoadInfo]:
     """Load only the definitions of a (student) notebook into a fresh module.
 
-    Takes the ``export``-tagged code cells (all code cells if the tags were lost),
-    drops everything but imports, functions, classes and assignments, and runs
-    the rest with a time limit.  Raises :class:`LoadError` with a student-facing
-    message on any problem.
+    Takes the ``export``-tagged code cells (all code cells if the tags were lost), keeps
+    only what :mod:`curriculum.screening` allows and runs it with a time limit.  Returns
+    ``(module, info)``; the module is ``None`` when the notebook is flagged (nothing is run).
+    Raises :class:`LoadError` with a student-facing message on any other problem.
     """
     path = Path(path)
     try:
         nb = read_notebook(path)
     except Exception as exc:  # noqa: BLE001 - any parse problem
         raise LoadError(f"could not read the notebook: {type(exc).__name__}: {short_text(exc)}") from None
-    compiled, _ = definitions_of(nb, str(path))
+    compiled, info = definitions_of(nb, str(path))
+    if info.flags:
+        return None, info
     name = module_name or f"_curriculum_submission_{next(_module_counter)}"
     module = types.ModuleType(name, f"Definitions loaded from {path}")
     sys.modules[name] = module  # dataclasses, pickling and typing look classes' modules up here
@@ -318,18 +318,26 @@ def load_notebook(
             for index, source, code in compiled:
                 current = cell_label(index, source)
                 exec(code, module.__dict__)  # noqa: S102 - running the student's definitions is the point
-    except KeyboardInterrupt:
-        raise
     except GradingTimeout:
         sys.modules.pop(name, None)
         raise LoadError(
             f"timed out after {format_points(timeout or 0)} s while running {current} "
             "(is there a long computation outside a function?)"
         ) from None
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:  # noqa: BLE001 - includes KeyboardInterrupt raised by the notebook
         sys.modules.pop(name, None)
         text = short_text(exc)
         raise LoadError(f"{current} raised {type(exc).__name__}" + (f": {text}" if text else "")) from exc
+    return module, info
+
+
+def load_notebook(
+    path: Path | str, *, timeout: float | None = DEFAULT_TIMEOUT, module_name: str | None = None
+) -> types.ModuleType:
+    """:func:`load_submission`, returning only the module; :class:`LoadError` if it is flagged."""
+    module, info = load_submission(path, timeout=timeout, module_name=module_name)
+    if module is None:
+        raise LoadError("flagged: " + "; ".join(info.flags))
     return module
 
 
@@ -345,16 +353,55 @@ def load_solutions(package: str, chapter: str) -> types.ModuleType:
         raise LoadError(f"could not import {name}: {type(exc).__name__}: {short_text(exc)}") from exc
 
 
-def notebook_chapter(path: Path) -> str | None:
-    """A notebook's chapter: its ``curriculum.chapter`` metadata, else from ``03_lora.ipynb``."""
+_NUMBERED_NOTEBOOK = re.compile(r"^\d+[_-](?P<chapter>[A-Za-z_]\w*?)$")
+# What browsers, LMSs and file managers add to a copy's name: "03_lora (1)", "03_lora-2", "03_lora copy",
+# "03_lora - Copy (2)", "03_lora_v2", "03_lora.ipynb" saved as "03_lora.ipynb.ipynb".
+_COPY_SUFFIX = re.compile(r"(\s*\(\d+\)|\s*-\s*copy|\s+copy|[_-]copy|[_ -]v?\d+|\.ipynb|\s+)$", re.IGNORECASE)
+
+
+def file_name_chapters(stem: str) -> list[str]:
+    """Every chapter a file name can be read as, most literal first:
+    ``03_lora`` -> ``[lora]``; ``03_lora (1)`` -> ``[lora]``; ``03_lora_v2`` -> ``[lora_v2, lora]``."""
+    candidates: list[str] = []
+    name = stem
+    while name:
+        match = _NUMBERED_NOTEBOOK.match(name)
+        if match and match["chapter"] not in candidates:
+            candidates.append(match["chapter"])
+        shorter = _COPY_SUFFIX.sub("", name)
+        if shorter == name:
+            break
+        name = shorter
+    return candidates
+
+
+def chapter_from_file_name(stem: str, known: Collection[str] | None = None) -> str | None:
+    """``03_lora`` -> ``lora``; tolerates copies such as ``03_lora (1)`` or ``03_lora - Copy``.
+
+    With ``known`` chapters, a name that only matches after removing a suffix
+    (``03_lora_v2`` -> ``lora``) is preferred over an unknown chapter (``lora_v2``).
+    """
+    candidates = file_name_chapters(stem)
+    if known is not None:
+        return next((c for c in candidates if c in known), candidates[0] if candidates else None)
+    return candidates[0] if candidates else None
+
+
+UNKNOWN_CHAPTER_HINT = (
+    "could not tell which chapter this notebook is: it has no `curriculum.chapter` metadata and its file "
+    "name does not look like `03_lora.ipynb`. Rename it after the exercise it answers (e.g. 03_lora.ipynb) "
+    'or add {"curriculum": {"chapter": "lora"}} to its notebook metadata.'
+)
+
+
+def notebook_chapter(path: Path, known: Collection[str] | None = None) -> str | None:
+    """A notebook's chapter: its ``curriculum.chapter`` metadata, else from its file name
+    (``03_lora.ipynb``, also copies such as ``03_lora (1).ipynb``); None if neither says."""
     try:
         chapter = chapter_of(read_notebook(path))
     except Exception:  # noqa: BLE001 - unreadable notebooks are reported when loaded
         chapter = None
-    if chapter:
-        return chapter
-    match = _NUMBERED_NOTEBOOK.match(path.stem)
-    return match["chapter"] if match else None
+    return chapter or chapter_from_file_name(path.stem, known)
 
 
 def find_notebooks(path: Path | str) -> list[tuple[Path, str]]:
@@ -428,6 +475,9 @@ def self_check(
         tests = [t for t in tests if grading_spec(t).part == part]  # type: ignore[union-attr]
         if not tests:
             raise ValueError(f"no graded tests for part {part!r} of chapter {chapter!r}; parts: {parts}")
+    from curriculum._warm import warm_up
+
+    warm_up()  # torch's slow first-use work, outside the tests' time limits
     impl = Implementation(namespace)
     rows = []
     for test in tests:

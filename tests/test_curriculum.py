@@ -354,9 +354,10 @@ def test_plugin_grades_student_notebooks(demo_chapter: Path) -> None:
     write_nb(students / "carol" / "03_demo.ipynb", lesson(add="def add(a, b):\n    while True:\n        pass\n"))
     write_nb(students / "dave" / "03_demo.ipynb", lesson(add="def add(a, b):\n    raise TypeError('nope')\n", scaler=""))
     erin = lesson(tags=False, chapter=False)  # lost tags and metadata: chapter from the file name
-    erin.cells[3].source = "print(add(1 2))"
+    erin.cells[3].source = "print(add(1 2))"  # a broken lesson cell: skipped, since it is not a definition
     write_nb(students / "erin" / "03_demo.ipynb", erin)
-    write_nb(students / "frank" / "05_other.ipynb", lesson(chapter=False))  # another chapter
+    write_nb(students / "gina" / "03_demo.ipynb", lesson(scaler="class Scaler(:\n    pass\n"))
+    write_nb(students / "frank" / "05_other.ipynb", lesson(chapter=False))  # a chapter with no graded tests
     args = ["graded", "--student", "students", "--grade-report", "out/grades.json", "--grading-timeout", "1"]
     result = run_pytest(demo_chapter, *args)
     assert result.returncode == 1, result.stdout + result.stderr
@@ -364,15 +365,19 @@ def test_plugin_grades_student_notebooks(demo_chapter: Path) -> None:
     report = json.loads((demo_chapter / "out" / "grades.json").read_text())
     assert "T" in report["generated_at"]
     targets = {t["target"]: t["chapters"] for t in report["targets"]}
-    assert sorted(targets) == ["alice/03_demo.ipynb", "bob.ipynb", "carol/03_demo.ipynb", "dave/03_demo.ipynb", "erin/03_demo.ipynb"]
-    scores = {name: (ch["demo"]["score"], ch["demo"]["max"]) for name, ch in targets.items()}
+    assert sorted(targets) == ["alice/03_demo.ipynb", "bob.ipynb", "carol/03_demo.ipynb", "dave/03_demo.ipynb",
+                               "erin/03_demo.ipynb", "frank/05_other.ipynb", "gina/03_demo.ipynb"]
+    scores = {name: (ch["demo"]["score"], ch["demo"]["max"]) for name, ch in targets.items() if ch}
     assert scores == {
         "alice/03_demo.ipynb": (3, 3),
         "bob.ipynb": (0, 3),
         "carol/03_demo.ipynb": (1, 3),
         "dave/03_demo.ipynb": (0, 3),
-        "erin/03_demo.ipynb": (0, 3),
+        "erin/03_demo.ipynb": (3, 3),
+        "gina/03_demo.ipynb": (0, 3),
     }
+    frank = next(t for t in report["targets"] if t["target"] == "frank/05_other.ipynb")
+    assert frank["status"] == "no_tests" and "chapter 'other'" in frank["message"] and frank["chapters"] == {}
 
     def tests(name: str) -> dict[str, tuple[str, str]]:
         return {t["name"]: (t["status"], t["message"]) for t in targets[name]["demo"]["tests"]}
@@ -385,24 +390,32 @@ def test_plugin_grades_student_notebooks(demo_chapter: Path) -> None:
         "earned": 2,
         "status": "passed",
         "message": "add must return the sum of its arguments",
+        "hidden": False,
     }
+    assert targets["alice/03_demo.ipynb"]["demo"]["loaded"]["cells_used"] == [1, 2]
     assert tests("bob.ipynb")["test_add"] == ("not_implemented", "not implemented yet — add must return the sum of its arguments")
     assert tests("carol/03_demo.ipynb")["test_add"][0] == "timeout"
     assert "timed out after 1 s" in tests("carol/03_demo.ipynb")["test_add"][1]
     assert tests("dave/03_demo.ipynb")["test_add"] == ("error", "raised TypeError: nope — add must return the sum of its arguments")
     assert tests("dave/03_demo.ipynb")["test_scale"][1].startswith("`Scaler` is not defined in your notebook")
-    assert tests("erin/03_demo.ipynb")["test_scale"] == (
+    erin_load = targets["erin/03_demo.ipynb"]["demo"]["loaded"]
+    assert erin_load["tagged"] is False and erin_load["cells_used"] == [1, 2]
+    assert any("cell 3 (`print(add(1 2))`) has a syntax error" in note for note in erin_load["notes"])
+    assert tests("gina/03_demo.ipynb")["test_scale"] == (
         "error",
-        "could not load your notebook: cell 3 (`print(add(1 2))`) has a syntax error on line 1: "
-        "invalid syntax. Perhaps you forgot a comma?",
+        "could not load your notebook: cell 2 (`class Scaler(:`) has a syntax error on line 1: invalid syntax",
     )
+    assert targets["gina/03_demo.ipynb"]["demo"]["status"] == "load_error"
     assert "carol/03_demo.ipynb\n  demo: 1/3\n    ✗ test_add (0/2): timed out after 1 s" in result.stdout
-    assert "7 failed, 4 passed" in result.stdout  # alice 2, carol 1, and the plain test
+    assert "frank/05_other.ipynb\n  no tests: no graded tests were collected for chapter 'other'" in result.stdout
+    assert "7 failed, 6 passed" in result.stdout  # alice 2, carol 1, erin 2, and the plain test
 
 
 def test_plugin_skips_chapters_without_submission(demo_chapter: Path) -> None:
     write_nb(demo_chapter / "students" / "05_other.ipynb", lesson(chapter=False))
     result = run_pytest(demo_chapter, "graded", "--student", "students", "-rs", "--grade-report", "g.json")
-    assert result.returncode == 0, result.stdout + result.stderr
     assert "no submission for chapter demo" in result.stdout
-    assert json.loads((demo_chapter / "g.json").read_text())["targets"] == []
+    # The notebook is of a chapter with no graded tests: reported, and the run fails.
+    assert result.returncode == 1, result.stdout + result.stderr
+    targets = json.loads((demo_chapter / "g.json").read_text())["targets"]
+    assert [(t["target"], t["status"]) for t in targets] == [("05_other.ipynb", "no_tests")]

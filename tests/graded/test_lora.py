@@ -81,7 +81,12 @@ def test_learning_can_start(impl):
     grads = [p.grad for p in trainable(layer)]
     assert all(g is not None for g in grads), "every LoRA matrix must receive a gradient"
     assert max(g.abs().max().item() for g in grads) > 0, "the gradient of the LoRA matrices is zero"
-    assert sum(int(p.abs().sum() > 0) for p in trainable(layer)) == 1, "exactly one of A, B is non-zero at init"
+    # Told apart by shape, not name: A touches in_features (6), B out_features (5).
+    a = [p for p in trainable(layer) if 6 in p.shape]
+    b = [p for p in trainable(layer) if 5 in p.shape]
+    assert len(a) == 1 and len(b) == 1, "expected two LoRA matrices, A (r x in_features) and B (out_features x r)"
+    assert torch.all(b[0] == 0), "B (out_features x r) must start at zero"
+    assert a[0].abs().sum() > 0, "A (r x in_features) must start random, not zero"
 
 
 @points(2, "The update must be scaled by lora_alpha / r: h = W0 x + (lora_alpha / r) B A x.", part="LoraLinear")

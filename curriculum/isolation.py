@@ -1,0 +1,374 @@
+"""Grading each student notebook in its own process, with a wall-clock limit the parent enforces.
+
+:func:`grade_in_processes` runs :class:`Job` s, a few at a time.  Each job is one notebook
+and its chapter's graded tests; it runs in a child process that
+
+1. imports the chapter's graded test modules, then records a :mod:`tamper <curriculum.tamper>`
+   snapshot of the libraries and the grader;
+2. loads the notebook's definitions (:func:`curriculum.grading.load_submission`) in a fresh
+   temporary working directory;
+3. runs every test with the per-test time limit (``SIGALRM`` inside the child), reporting
+   each result to the parent as it completes;
+4. compares the snapshot again after loading and after the tests: any change, or an import
+   of the solutions, flags the notebook.
+
+The parent only accepts results for the tests it sent (it computes the points itself from
+the test files) and decodes messages as JSON, never pickle.  It kills the child's whole
+process group when a phase (loading, or one test) runs past the time limit plus
+:data:`GRACE_S`, or when the run is interrupted.  A child that exits early (``os._exit``,
+a crash) or is killed gives 0 for the tests it did not complete, with a status saying why;
+other notebooks are not affected.
+
+Children are forked from a ``forkserver`` that has already imported torch, so starting
+one costs a fork, not a torch import (on platforms without forkserver they are spawned).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+import types
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Callable
+
+from curriculum import grading
+from curriculum.tamper import changes_since, take_snapshot
+
+GRACE_S = 10.0  # on top of the per-test limit, before the parent kills a child
+STARTUP_S = 120.0  # forking and importing the graded tests
+MAX_TEXT = 4000  # longest message or details accepted from a child
+
+
+@dataclass(frozen=True)
+class TestRef:
+    """One graded test: the file defining it and its function name."""
+
+    file: str
+    name: str
+
+
+@dataclass
+class Job:
+    """Grade one notebook against some graded tests."""
+
+    key: Any  # the caller's id for the job (returned unchanged)
+    notebook: str
+    tests: list[TestRef]
+    timeout: float  # per test and for loading; 0 = no limit
+
+
+@dataclass
+class TestResult:
+    status: str
+    message: str
+    details: str = ""
+
+
+@dataclass
+class JobResult:
+    """What happened to one job."""
+
+    results: dict[TestRef, TestResult] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    load: dict[str, Any] = field(default_factory=dict)  # tagged, cells_used, notes
+    load_error: str | None = None
+    problem: str | None = None  # the process crashed, hung or was interrupted: what happened
+    problem_kind: str | None = None  # "crashed", "timeout", "interrupted" or "error" (the tests could not be imported)
+    output: str = ""  # the tail of what the notebook printed (for instructors)
+
+
+# --------------------------------------------------------------------------- the child
+def _send(conn: Connection, **message: Any) -> None:
+    conn.send_bytes(json.dumps(message).encode("utf-8"))
+
+
+def _import_test_module(path: Path) -> Any:
+    name = f"_curriculum_graded_{path.parent.name}_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    sys.path.insert(0, str(path.parent))  # like pytest: tests may import helpers beside them
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
+
+
+def _solutions_imported() -> list[str]:
+    return sorted(n for n in sys.modules if n == "solutions" or n.startswith("solutions."))
+
+
+def child_main(conn: Connection, job: Job, workdir: str) -> None:
+    """Entry point of a grading process (runs the student's code)."""
+    try:
+        os.setpgrp()  # so the parent can kill everything this notebook starts
+    except (AttributeError, OSError):
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    out = os.open(os.path.join(workdir, ".output.txt"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(out, 1)  # the notebook's prints must not mix with the grader's output
+    os.dup2(out, 2)
+    os.chdir(workdir)
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # tiny tensors; several notebooks are graded side by side
+    except ImportError:  # pragma: no cover - torch is a requirement
+        pass
+    try:
+        modules = {f: _import_test_module(Path(f).resolve()) for f in sorted({t.file for t in job.tests})}
+        tests = {ref: getattr(modules[ref.file], ref.name) for ref in job.tests}
+    except BaseException as exc:  # noqa: BLE001 - a broken test file is the instructor's problem
+        _send(conn, event="fatal", message=f"could not import the graded tests: {type(exc).__name__}: {exc}",
+              details=traceback.format_exc())
+        return
+    before = take_snapshot()
+    timeout = job.timeout or None
+    _send(conn, event="loading")
+    try:
+        module, info = grading.load_submission(job.notebook, timeout=timeout)
+    except grading.LoadError as exc:
+        _send(conn, event="load_error", message=str(exc))
+        return
+    flags = list(info.flags)
+    if module is not None:
+        flags += [f"while loading: {c}" for c in changes_since(before)]
+        flags += [f"imported `{n}` while loading" for n in _solutions_imported()]
+    _send(conn, event="loaded", tagged=info.tagged, cells_used=info.cells_used, notes=info.notes, flags=flags)
+    if flags or module is None:
+        return
+    impl = grading.Implementation(vars(module))
+    for ref, test in tests.items():
+        _send(conn, event="start", file=ref.file, name=ref.name)
+        outcome = grading.run_graded(test, impl, timeout, catch_interrupts=True)
+        _send(conn, event="result", file=ref.file, name=ref.name, status=outcome.status,
+              message=outcome.message, details=outcome.details)
+    flags = [f"while the tests ran: {c}" for c in changes_since(before)]
+    flags += [f"imported `{n}` while the tests ran" for n in _solutions_imported()]
+    _send(conn, event="done", flags=flags)
+
+
+def _child_entry(conn: Connection, job: Job, workdir: str) -> None:
+    try:
+        child_main(conn, job, workdir)
+        conn.close()
+    finally:
+        os._exit(0)  # skip interpreter shutdown: no student __del__ / atexit code after the results
+
+
+# --------------------------------------------------------------------------- the parent
+_CONTEXT: Any = None
+
+
+def _context() -> Any:
+    """A forkserver that has imported torch and the grader (spawn where forkserver is missing)."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            _CONTEXT = multiprocessing.get_context("forkserver")
+            _CONTEXT.set_forkserver_preload(["curriculum._warm"])
+        else:  # pragma: no cover - Windows
+            _CONTEXT = multiprocessing.get_context("spawn")
+    return _CONTEXT
+
+
+@dataclass
+class _Running:
+    job: Job
+    process: Any
+    conn: Connection
+    workdir: str
+    result: JobResult = field(default_factory=JobResult)
+    phase: str = "starting"
+    current: TestRef | None = None
+    deadline: float | None = None
+    finished: bool = False
+
+
+def _clip(value: Any) -> str:
+    text = value if isinstance(value, str) else ""
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
+
+
+def _strings(value: Any) -> list[str]:
+    return [_clip(v) for v in value if isinstance(v, str)][:200] if isinstance(value, list) else []
+
+
+def _handle(run: _Running, raw: bytes) -> None:
+    """Apply one message from a child (ignoring anything malformed or unexpected)."""
+    try:
+        msg = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        return
+    if not isinstance(msg, dict):
+        return
+    event, job, now = msg.get("event"), run.job, time.monotonic()
+    limit = job.timeout + GRACE_S if job.timeout else None
+    ref = TestRef(msg.get("file"), msg.get("name")) if isinstance(msg.get("name"), str) else None
+    if event == "loading":
+        run.phase, run.deadline = "loading", (now + limit if limit else None)
+    elif event == "load_error":
+        run.result.load_error = _clip(msg.get("message"))
+        run.finished = True
+    elif event == "fatal":
+        run.result.problem, run.result.problem_kind = _clip(msg.get("message")), "error"
+        run.finished = True
+    elif event == "loaded":
+        run.result.load = {"tagged": bool(msg.get("tagged")),
+                           "cells_used": [c for c in msg.get("cells_used", []) if isinstance(c, int)],
+                           "notes": _strings(msg.get("notes"))}
+        run.result.flags += _strings(msg.get("flags"))
+        if run.result.flags:
+            run.finished = True
+    elif event == "start" and ref in job.tests:
+        run.phase, run.current, run.deadline = "test", ref, (now + limit if limit else None)
+    elif event == "result" and ref in job.tests and ref not in run.result.results:
+        status = msg.get("status")
+        if status not in grading.STATUSES:
+            status = "error"
+        run.result.results[ref] = TestResult(status, _clip(msg.get("message")), _clip(msg.get("details")))
+        run.current = None
+    elif event == "done":
+        run.result.flags += _strings(msg.get("flags"))
+        run.finished = True
+
+
+def _kill(run: _Running) -> None:
+    pid = run.process.pid
+    if pid:
+        try:
+            os.killpg(pid, signal.SIGKILL)  # the child and anything it started
+        except (AttributeError, ProcessLookupError, PermissionError, OSError):
+            pass
+    try:
+        run.process.kill()
+    except Exception:  # noqa: BLE001 - already gone
+        pass
+
+
+def _output_tail(workdir: str, limit: int = 1500) -> str:
+    try:
+        data = Path(workdir, ".output.txt").read_bytes()[-limit:]
+    except OSError:
+        return ""
+    return data.decode("utf-8", errors="replace")
+
+
+def _finish(run: _Running, problem: tuple[str, str] | None) -> JobResult:
+    """Stop the child (and its process group), clean up, and describe an early end."""
+    _kill(run)
+    run.process.join(5)
+    run.conn.close()
+    result = run.result
+    result.output = _output_tail(run.workdir)
+    shutil.rmtree(run.workdir, ignore_errors=True)
+    if problem and not result.problem:
+        result.problem_kind, result.problem = problem
+    return result
+
+
+def _start(job: Job) -> _Running:
+    ctx = _context()
+    parent_end, child_end = ctx.Pipe(duplex=False)
+    workdir = tempfile.mkdtemp(prefix="curriculum-grading-")
+    process = ctx.Process(target=_child_entry, args=(child_end, job, workdir), daemon=True)
+    # multiprocessing re-imports the parent's __main__ in the child (a script, a notebook kernel):
+    # grading processes need none of it, so it is hidden while the child starts.
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        process.start()
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+    child_end.close()
+    return _Running(job, process, parent_end, workdir, deadline=time.monotonic() + STARTUP_S)
+
+
+def _early_end(run: _Running) -> tuple[str, str]:
+    code = run.process.exitcode
+    where = f"while running {run.current.name}" if run.current else f"while {run.phase}"
+    if code is not None and code < 0:
+        how = f"was killed by signal {-code} ({signal.Signals(-code).name})" if -code in signal.valid_signals() \
+            else f"was killed by signal {-code}"
+    else:
+        how = f"exited with code {code}"
+    return "crashed", f"the grading process {how} {where} (os._exit, a crash or running out of memory?)"
+
+
+def grade_in_processes(
+    jobs: list[Job],
+    workers: int = 2,
+    progress: Callable[[Job, JobResult], None] | None = None,
+    results: dict[Any, JobResult] | None = None,
+) -> dict[Any, JobResult]:
+    """Run the jobs, at most ``workers`` at a time; return each job's result by its key
+    (filling ``results`` if given).
+
+    On ``KeyboardInterrupt`` every running child is killed, the unfinished jobs are
+    marked as interrupted (in ``results``), and the interrupt is raised again.
+    """
+    pending = deque(jobs)
+    running: list[_Running] = []
+    done: dict[Any, JobResult] = results if results is not None else {}
+
+    def complete(run: _Running, problem: tuple[str, str] | None) -> None:
+        running.remove(run)
+        done[run.job.key] = _finish(run, problem)
+        if progress is not None:
+            progress(run.job, done[run.job.key])
+
+    try:
+        while pending or running:
+            while pending and len(running) < max(1, workers):
+                running.append(_start(pending.popleft()))
+            now = time.monotonic()
+            deadlines = [r.deadline for r in running if r.deadline is not None]
+            wait_s = max(0.0, min(deadlines) - now) if deadlines else None
+            ready = wait([r.conn for r in running] + [r.process.sentinel for r in running], timeout=wait_s)
+            for run in list(running):
+                while not run.finished:
+                    try:
+                        if not run.conn.poll():
+                            break
+                        _handle(run, run.conn.recv_bytes())
+                    except (EOFError, OSError):
+                        break
+                if run.finished:
+                    complete(run, None)
+                elif run.process.sentinel in ready or not run.process.is_alive():
+                    # Exited without saying it was done: drain what is left, then give up on it.
+                    while True:
+                        try:
+                            if not run.conn.poll():
+                                break
+                            _handle(run, run.conn.recv_bytes())
+                        except (EOFError, OSError):
+                            break
+                    complete(run, None if run.finished else _early_end(run))
+                elif run.deadline is not None and time.monotonic() > run.deadline:
+                    what = f"{run.current.name} ran" if run.current else f"{run.phase} took"
+                    complete(run, ("timeout", f"{what} longer than {grading.format_points(run.job.timeout)} s "
+                                              f"(+{GRACE_S:g} s grace), so the grading process was stopped "
+                                              "(does the code catch every exception in a loop?)"))
+    except BaseException:
+        for run in list(running):
+            complete(run, ("interrupted", "grading was interrupted before this notebook finished"))
+        for job in pending:
+            done[job.key] = JobResult(problem="grading was interrupted before this notebook started",
+                                      problem_kind="interrupted")
+        raise
+    return done
