@@ -12,7 +12,7 @@ CHAPTER = "lora"
 def randomized_layer(impl):
     torch.manual_seed(0)
     base = nn.Linear(6, 5)
-    layer = impl.LoRALinear(base, r=2, lora_alpha=4, lora_dropout=0.0).eval()
+    layer = impl.LoraLinear(base, r=2, lora_alpha=4, lora_dropout=0.0).eval()
     with torch.no_grad():
         for p in layer.parameters():
             if p.requires_grad:
@@ -21,7 +21,7 @@ def randomized_layer(impl):
 
 
 @points(2, "Calling merge() twice must not add the update twice (refuse with an error, or do nothing), and "
-           "unmerge() on a layer that is not merged must not subtract it.", part="LoRALinear")
+           "unmerge() on a layer that is not merged must not subtract it.", part="LoraLinear")
 def test_double_merge_refused_or_harmless(impl):
     base, layer = randomized_layer(impl)
     original = base.weight.detach().clone()
