@@ -58,7 +58,7 @@ def export_cells(nb: Any) -> list[tuple[int, Any]]:
 
 
 def cell_label(index: int, source: str) -> str:
-    """A human-readable cell reference: ``cell 4 (`class LoRALinear(nn.Module):`)``."""
+    """A human-readable cell reference: ``cell 4 (`class LoraLinear(nn.Module):`)``."""
     first = next((line.strip() for line in source.splitlines() if line.strip()), "")
     if len(first) > 50:
         first = first[:47] + "..."

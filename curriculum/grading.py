@@ -6,9 +6,9 @@ definitions) decorated with :func:`points`::
     CHAPTER = "lora"
 
     @points(2, "B must start at zero so that the adapted model starts identical to the base model",
-            part="LoRALinear")
+            part="LoraLinear")
     def test_b_starts_at_zero(impl):
-        layer = impl.LoRALinear(nn.Linear(4, 4), rank=2)
+        layer = impl.LoraLinear(nn.Linear(4, 4), rank=2)
         assert torch.all(layer.B == 0)
 
 :func:`run_graded` runs one such test with a time limit and turns whatever

@@ -207,6 +207,17 @@ def _strings(value: Any) -> list[str]:
     return [_clip(v) for v in value if isinstance(v, str)][:200] if isinstance(value, list) else []
 
 
+def _drain(run: _Running, stop_when_finished: bool) -> None:
+    """Handle every message waiting on the run's pipe (optionally stopping once it reports it is done)."""
+    while not (stop_when_finished and run.finished):
+        try:
+            if not run.conn.poll():
+                return
+            _handle(run, run.conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+
+
 def _handle(run: _Running, raw: bytes) -> None:
     """Apply one message from a child (ignoring anything malformed or unexpected)."""
     try:
@@ -340,24 +351,12 @@ def grade_in_processes(
             wait_s = max(0.0, min(deadlines) - now) if deadlines else None
             ready = wait([r.conn for r in running] + [r.process.sentinel for r in running], timeout=wait_s)
             for run in list(running):
-                while not run.finished:
-                    try:
-                        if not run.conn.poll():
-                            break
-                        _handle(run, run.conn.recv_bytes())
-                    except (EOFError, OSError):
-                        break
+                _drain(run, stop_when_finished=True)
                 if run.finished:
                     complete(run, None)
                 elif run.process.sentinel in ready or not run.process.is_alive():
                     # Exited without saying it was done: drain what is left, then give up on it.
-                    while True:
-                        try:
-                            if not run.conn.poll():
-                                break
-                            _handle(run, run.conn.recv_bytes())
-                        except (EOFError, OSError):
-                            break
+                    _drain(run, stop_when_finished=False)
                     complete(run, None if run.finished else _early_end(run))
                 elif run.deadline is not None and time.monotonic() > run.deadline:
                     what = f"{run.current.name} ran" if run.current else f"{run.phase} took"

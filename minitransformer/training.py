@@ -462,7 +462,6 @@ def fit_linear_probe(name: str, model: nn.Module, train_loader: DataLoader, eval
     with torch.no_grad():  # head(x) = W (x - mean) / std + b, folded into one nn.Linear
         model.head.weight.copy_(weight / std)
         model.head.bias.copy_(bias - (weight / std) @ mean)
-    with torch.no_grad():
         train_accuracy = ((z_train @ weight.T + bias).argmax(-1) == y_train).float().mean().item()
     trainable, total = count_parameters(model)
     params = {id(p): p for p in model.parameters()}.values()
