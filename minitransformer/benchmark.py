@@ -140,8 +140,8 @@ def summarise(runs: list[dict], key: str = "validation") -> dict[str, dict]:
 
 
 # The sweep's grid: three learning rates a factor ~3 apart around each method's usual value.
-SWEEP_GRID = {"full": [3e-4, 1e-3, 3e-3], "lora": [1e-3, 3e-3, 1e-2], "bitfit": [3e-3, 1e-2, 3e-2],
-              "adapters": [1e-3, 3e-3, 1e-2]}
+SWEEP_GRID = {"full": [1e-4, 3e-4, 1e-3], "lora": [1e-3, 3e-3, 1e-2], "bitfit": [3e-3, 1e-2, 3e-2],
+              "adapters": [3e-3, 1e-2, 3e-2]}
 
 
 def _run_cell(args: tuple) -> dict:
@@ -234,6 +234,7 @@ def readme_with_results(readme_text: str, results: dict) -> str:
 def _recipe() -> dict:
     return {"backbone": recipes.BACKBONE, "n_train": recipes.N_TRAIN, "epochs": recipes.EPOCHS,
             "batch_size": recipes.BATCH_SIZE, "warmup_ratio": recipes.WARMUP_RATIO, "schedule": recipes.SCHEDULE,
+            "dropout": recipes.DROPOUT,
             "learning_rates": dict(recipes.LEARNING_RATES)}
 
 

@@ -46,6 +46,19 @@ def freeze(module: nn.Module) -> nn.Module:
     return module
 
 
+def set_dropout(model: nn.Module, p: float) -> int:
+    """Set the probability of every nn.Dropout in `model` to `p` (in place); returns how many there are.
+
+    Call it before adding a method's own layers (LoRA's `lora_dropout` is a separate setting).
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}.")
+    layers = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    for layer in layers:
+        layer.p = p
+    return len(layers)
+
+
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts. Tied weights are counted once."""
     seen, trainable, total = set(), 0, 0

@@ -22,8 +22,8 @@ def test_every_method_has_three_seeds_on_the_current_recipe(results):
     seeds = {(r["method"], r["seed"]) for r in results["runs"]}
     assert seeds == {(m, s) for m in METHODS for s in (0, 1, 2)}
     recipe = results["recipe"]
-    assert (recipe["epochs"], recipe["batch_size"], recipe["warmup_ratio"], recipe["schedule"]) == (
-        recipes.EPOCHS, recipes.BATCH_SIZE, recipes.WARMUP_RATIO, recipes.SCHEDULE), \
+    assert (recipe["epochs"], recipe["batch_size"], recipe["warmup_ratio"], recipe["schedule"], recipe.get("dropout")) == (
+        recipes.EPOCHS, recipes.BATCH_SIZE, recipes.WARMUP_RATIO, recipes.SCHEDULE, recipes.DROPOUT), \
         "the recipe changed since the benchmark ran: rerun `python -m minitransformer.benchmark sentiment`"
     assert recipe["learning_rates"] == recipes.LEARNING_RATES
 
