@@ -40,6 +40,7 @@ class Method:
     label: str  # what the tables print
     prepare: Optional[Callable] = None  # model -> model, choosing what trains; None for the frozen probe
     family: str = ""  # the LEARNING_RATES key (default: name)
+    backbone: str = recipes.BACKBONE  # the pretrained checkpoint it adapts
 
     @property
     def lr_key(self) -> str:
@@ -92,6 +93,7 @@ ABLATIONS = {m.name: m for m in [
     Method("bitfit_qi", "BitFit query+intermediate", _bitfit(("query", "intermediate")), "bitfit"),
     Method("adapters_m2", "adapters m=2", _adapters(2), "adapters"),
     Method("adapters_m32", "adapters m=32", _adapters(32), "adapters"),
+    Method("full_bert", "full fine-tuning, BERT-mode backbone", lambda model: model, "full", backbone="bert"),
 ]}
 ALL_METHODS = {**METHODS, **ABLATIONS}
 
@@ -101,12 +103,12 @@ def run_one(method: str, seed: int, lr: Optional[float] = None, progress: bool =
     if method not in ALL_METHODS:
         raise ValueError(f"Unknown method {method!r}; choose from {list(ALL_METHODS)}.")
     spec = ALL_METHODS[method]
-    setup = recipes.sentiment_setup(seed=seed)
+    setup = recipes.sentiment_setup(seed=seed, backbone=spec.backbone)
     if spec.prepare is None:
         experiment = recipes.frozen_probe(setup, seed=seed)
         lr = None
     else:
-        model = spec.prepare(recipes.fresh_classifier(seed=seed))
+        model = spec.prepare(recipes.fresh_classifier(spec.backbone, seed=seed))
         lr = lr if lr is not None else recipes.LEARNING_RATES[spec.lr_key]
         experiment = recipes.train_standard(spec.label, model, setup, spec.lr_key, lr=lr, track_curve=True,
                                             progress=progress)
@@ -139,9 +141,10 @@ def summarise(runs: list[dict], key: str = "validation") -> dict[str, dict]:
     return summary
 
 
-# The sweep's grid: three learning rates a factor ~3 apart around each method's usual value.
-SWEEP_GRID = {"full": [1e-4, 3e-4, 1e-3], "lora": [1e-3, 3e-3, 1e-2], "bitfit": [3e-3, 1e-2, 3e-2],
-              "adapters": [3e-3, 1e-2, 3e-2]}
+# The sweep's grid: learning rates a factor ~3 apart around each method's usual value, widened until the
+# best one is inside the grid, not at its edge.
+SWEEP_GRID = {"full": [1e-4, 3e-4, 1e-3, 3e-3], "lora": [1e-3, 3e-3, 1e-2], "bitfit": [3e-3, 1e-2, 3e-2],
+              "adapters": [1e-3, 3e-3, 1e-2, 3e-2]}
 
 
 def _run_cell(args: tuple) -> dict:
@@ -298,15 +301,50 @@ def main(argv: Optional[list[str]] = None) -> int:
                 runs = [f.result() for f in futures]
     results = {"recipe": _recipe(), "threads": args.threads, "seconds": round(time.perf_counter() - started), "runs": runs}
     if args.command == "sentiment":
+        results["runs"] = runs = _merged(runs, args.out / "sentiment.json", None, lambda r: (r["method"], r["seed"]),
+                                         list(METHODS))
         results["summary"] = summarise(runs)
         _write(results, "sentiment", markdown_table(results), args.out)
     elif args.command == "ablations":
         results["seed"] = args.seed
+        results["runs"] = _merged(runs, args.out / "ablations.json", args.seed, lambda r: r["method"], list(ABLATIONS))
         _write(results, "ablations", ablation_table(results), args.out)
     else:
         results["seed"] = args.seed
+        results["runs"] = _merged(runs, args.out / "lr_sweep.json", args.seed, lambda r: (r["method"], r["lr"]),
+                                  list(SWEEP_GRID), at_standard_lr=False)
         _write(results, "lr_sweep", sweep_table(results), args.out)
     return 0
+
+
+def _same_recipe(a: dict, b: dict) -> bool:
+    """Equal recipes, apart from LEARNING_RATES (which the sweep itself decides)."""
+    return {k: v for k, v in a.items() if k != "learning_rates"} == {k: v for k, v in b.items() if k != "learning_rates"}
+
+
+def _merged(runs: list[dict], path: Path, seed: Optional[int], key: Callable[[dict], object], order: list[str],
+            at_standard_lr: bool = True) -> list[dict]:
+    """`runs` plus the committed file's other cells (by `key`), when they used the same recipe and seed.
+
+    So `sweep --methods full --lrs 3e-3` adds one cell to the committed sweep, `ablations --methods full_bert`
+    one row to the ablations, and `sentiment --methods full` replaces only full fine-tuning's seeds. With
+    `at_standard_lr`, a kept cell must also have run at today's LEARNING_RATES for its method: after the
+    sweep changes a rate, that method's old cells are dropped, not mixed in.
+    """
+    if not path.exists():
+        return runs
+    old = json.loads(path.read_text())
+    if old.get("seed") != seed or not _same_recipe(old["recipe"], _recipe()):
+        return runs
+
+    def current(run: dict) -> bool:
+        spec = ALL_METHODS.get(run["method"])
+        return not at_standard_lr or spec is None or spec.prepare is None or \
+            run["lr"] == recipes.LEARNING_RATES[spec.lr_key]
+
+    new = {key(r) for r in runs}
+    kept = [r for r in old["runs"] if key(r) not in new and current(r)]
+    return sorted(kept + runs, key=lambda r: (order.index(r["method"]), r["lr"] or 0, r["seed"]))
 
 
 if __name__ == "__main__":

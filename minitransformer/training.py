@@ -343,6 +343,18 @@ def majority_share(loader: DataLoader) -> float:
 
 # A run counts as trained when its last-epoch training accuracy beats the majority share by this much.
 PLATEAU_MARGIN = 0.05
+# A validation curve counts as flattened when its last 3 epochs gain less than this over the 3 before them.
+RISING_MARGIN = 0.01
+
+
+def still_rising(curve: Sequence[float], window: int = 3) -> bool:
+    """True if the validation curve has not flattened: the mean of its last `window` scores beats the mean
+    of the `window` before them by more than RISING_MARGIN (one point of accuracy). A score claim judged on
+    such a run says "not reached within the budget", not "not reproduced"."""
+    if len(curve) < 2 * window:
+        raise ValueError(f"need at least {2 * window} per-epoch scores to judge the curve, got {len(curve)}")
+    last, before = curve[-window:], curve[-2 * window:-window]
+    return sum(last) / window - sum(before) / window > RISING_MARGIN
 
 
 @dataclass

@@ -40,6 +40,8 @@ def test_learning_rates_are_the_best_of_the_sweep():
         assert len(runs) >= 3, f"the sweep must try at least 3 learning rates for {method}"
         best = max(runs, key=lambda r: r["validation"])
         assert recipes.LEARNING_RATES[method] == best["lr"], f"LEARNING_RATES[{method!r}] is not the sweep's best"
+        tried = sorted(r["lr"] for r in runs)
+        assert tried[0] < best["lr"] < tried[-1], f"{method}'s best lr is at the edge of the grid {tried}: widen it"
 
 
 def test_summary_and_table_are_computed_from_the_runs(results):

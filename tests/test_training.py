@@ -203,3 +203,28 @@ def test_lr_overrides_give_a_module_its_own_learning_rate():
     head_group = by_size[2]  # head.weight and head.bias
     assert head_group["initial_lr"] == pytest.approx(1e-4)
     assert all(g["initial_lr"] == pytest.approx(1e-2) for g in result.optimizer.param_groups if g is not head_group)
+
+
+def test_set_dropout_sets_every_layer_and_refuses_bad_probabilities():
+    import torch.nn as nn
+
+    from minitransformer import recipes
+    from minitransformer.training import set_dropout
+
+    model = recipes.fresh_classifier()  # the recipe's dropout
+    assert {m.p for m in model.modules() if isinstance(m, nn.Dropout)} == {recipes.DROPOUT}
+    assert set_dropout(model, 0.25) == sum(isinstance(m, nn.Dropout) for m in model.modules())
+    assert {m.p for m in model.modules() if isinstance(m, nn.Dropout)} == {0.25}
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        set_dropout(model, 1.0)
+
+
+def test_still_rising_compares_the_last_epochs_with_the_ones_before():
+    from minitransformer.training import RISING_MARGIN, still_rising
+
+    assert still_rising([0.5, 0.6, 0.7, 0.75, 0.8, 0.85])
+    assert not still_rising([0.5, 0.8, 0.85, 0.86, 0.85, 0.86, 0.86])
+    flat_gain = [0.8] * 3 + [0.8 + RISING_MARGIN / 2] * 3  # gains less than the margin
+    assert not still_rising(flat_gain)
+    with pytest.raises(ValueError, match="at least 6"):
+        still_rising([0.5, 0.6])
