@@ -77,12 +77,13 @@ def sentiment_setup(n_train: int = N_TRAIN, seed: int = SEED, backbone: str = BA
     from .world import load_task
 
     task = load_task("sentiment")
-    _, tokenizer = load_pretrained(backbone)
+    model, tokenizer = load_pretrained(backbone)
+    mode = model.config.mode  # "gpt" or "bert": how the text is wrapped in special tokens
     return SentimentSetup(
         tokenizer,
-        classification_loader(task.train[:n_train], tokenizer, backbone, batch_size=BATCH_SIZE, shuffle=True, seed=seed),
-        classification_loader(task.validation, tokenizer, backbone, batch_size=100),
-        classification_loader(task.test, tokenizer, backbone, batch_size=100),
+        classification_loader(task.train[:n_train], tokenizer, mode, batch_size=BATCH_SIZE, shuffle=True, seed=seed),
+        classification_loader(task.validation, tokenizer, mode, batch_size=100),
+        classification_loader(task.test, tokenizer, mode, batch_size=100),
     )
 
 
