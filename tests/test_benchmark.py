@@ -81,6 +81,10 @@ BITFIT_SLOW = ("BitFit trains (it leaves the one-class plateau) but its validati
                "20-epoch budget, below 0.93 x full fine-tuning: chapter 2's curves, chapter 4")
 
 
+ADAPTERS_BELOW = ("adapters m=8 stay below 0.97 x full fine-tuning, most seeds with flattened curves: not reproduced "
+                  "at our scale (chapter 5)")
+
+
 def test_no_method_stays_on_the_one_class_plateau(results):
     stuck = [f"{r['method']} seed {r['seed']}" for r in results["runs"] if r["on_plateau"]]
     assert not stuck, f"runs that never left the one-class plateau: {stuck}"
@@ -100,7 +104,7 @@ def test_frozen_probe_is_informative_but_clearly_below_full_fine_tuning(results)
 # makes them hold turns the test red until the mark is removed.
 @pytest.mark.parametrize("method, share", [
     ("lora", 0.97),
-    ADAPTERS_PARAM,
+    pytest.param("adapters", 0.97, marks=pytest.mark.xfail(strict=True, reason=ADAPTERS_BELOW)),
     pytest.param("bitfit", 0.93, marks=pytest.mark.xfail(strict=True, reason=BITFIT_SLOW)),
 ])
 def test_peft_methods_come_close_to_full_fine_tuning(results, method, share):
