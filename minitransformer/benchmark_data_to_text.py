@@ -11,7 +11,8 @@ same data, order, schedule and budget. One command runs, in this order (about 20
 Scores are on the first EVAL_N validation MRs (and test MRs, except in the sweep): greedy
 generation is the slow part on a CPU.
 
-It writes `benchmarks/data_to_text.json` (every run: scores, validation-loss curve, losses) and
+Add `--table` to only rewrite the markdown from the committed JSON. It writes
+`benchmarks/data_to_text.json` (every run: scores, validation-loss curve, losses) and
 `benchmarks/data_to_text.md`; chapter 8 loads them, and `tests/test_benchmark_data_to_text.py`
 checks that they are complete and re-runs one cell. The methods are the reference solutions
 (`solutions.lora`, `solutions.prefix_tuning`) with the chapters' configurations.
@@ -180,7 +181,9 @@ def markdown_table(results: dict) -> str:
     lrs = results["learning_rates"]
     for run in runs_of(results, "sweep"):
         bold = "**" if run["lr"] == lrs[run["method"]] else ""
-        lines.append(f"| {run['label']} | {run['lr']:g} | {bold}{run['validation']['bleu']:.2f}{bold} | "
+        grid = results["sweep_grid"][run["method"]]
+        edge = " (edge of the grid)" if bold and run["lr"] in (min(grid), max(grid)) else ""
+        lines.append(f"| {run['label']} | {run['lr']:g}{edge} | {bold}{run['validation']['bleu']:.2f}{bold} | "
                      f"{run['validation']['slot_error_rate']:.3f} | {run['curve'][-1]:.3f} | {run['train_accuracy']:.3f} |")
     lines += ["", "### Main comparison (best lr per method)", "",
               "| method | trainable while training | stored per task | val BLEU | val SER |", "|---|---:|---:|---:|---:|"]
@@ -229,7 +232,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m minitransformer.benchmark {NAME}", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--threads", type=int, default=1, help="torch threads; results are reproducible per count")
+    parser.add_argument("--table", action="store_true", help="only rewrite the markdown from the committed JSON")
     args = parser.parse_args(argv)
+    if args.table:
+        results = load_results(args.out)
+        _save(results, args.out, markdown_table(results))
+        print(markdown_table(results))
+        return 0
     torch.set_num_threads(args.threads)
     from .world import load_task
 
