@@ -1,12 +1,12 @@
 """Data-to-text benchmark (chapter 8, prefix tuning): `python -m minitransformer.benchmark data_to_text`.
 
 Full fine-tuning, LoRA and prefix tuning (with its ablations) on the E2E-style task, with the
-same data, order, schedule and budget. One command runs, in this order (about 20 CPU-minutes):
+same data, order, schedule and budget. One command runs, in this order (about 15 CPU-minutes):
 
     sweep      every method at three learning rates, seed 0, N_TRAIN examples (validation BLEU picks the lr)
-    low_data   full fine-tuning and prefix tuning with and without the MLP on LOW_DATA_N examples, three seeds
-               (a different random subset per seed), at the sweep's learning rates
-    length     prefix tuning with P = 1 and 20 virtual tokens (P = 10 is in the sweep)
+    low_data   full fine-tuning and prefix tuning on LOW_DATA_N examples, three seeds (a different random
+               subset per seed), at the sweep's learning rates
+    length     prefix tuning with other numbers of virtual tokens (LENGTHS; P = 10 is in the sweep)
 
 Scores are on the first EVAL_N validation MRs (and test MRs, except in the sweep): greedy
 generation is the slow part on a CPU.
@@ -60,9 +60,9 @@ LABELS = {"full": "full fine-tuning", "lora": "LoRA q,v r=8", "prefix": "prefix 
           "prefix_no_mlp": "prefix tuning, no MLP", "prompt": "embedding-only prefix (prompt tuning)"}
 SWEEP = {"full": [3e-4, 1e-3, 3e-3], "lora": [3e-3, 1e-2, 3e-2], "prefix": [1e-2, 3e-2, 1e-1],
          "prefix_no_mlp": [1e-2, 3e-2, 1e-1], "prompt": [3e-2, 1e-1, 3e-1]}
-LOW_DATA_METHODS = ("full", "prefix", "prefix_no_mlp")
+LOW_DATA_METHODS = ("full", "prefix")
 SEEDS = (0, 1, 2)
-LENGTHS = (1, 20)
+LENGTHS: tuple[int, ...] = ()  # e.g. (1, 20): they did not fit the CPU time we had; the table shows any that ran
 
 
 def build(method: str, backbone, num_virtual_tokens: int = RECIPE["num_virtual_tokens"]):
