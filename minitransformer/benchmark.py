@@ -4,6 +4,7 @@
     python -m minitransformer.benchmark ablations                    # the chapters' ablations, seed 0 (~7 min)
     python -m minitransformer.benchmark sweep                        # the learning-rate sweep behind LEARNING_RATES
     python -m minitransformer.benchmark readme                       # README's findings table from the results
+    python -m minitransformer.benchmark data_to_text                 # chapter 8: prefix tuning vs full FT and LoRA
 
 Each writes a JSON (every run, with its validation curve) and a markdown table into
 `benchmarks/`. The lessons load the committed results; `tests/test_benchmark.py` re-runs one
@@ -252,6 +253,13 @@ def _write(results: dict, name: str, table: str, out: Path) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    # ---- data-to-text (chapter 8, prefix tuning): its own module and options --------------------------------
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["data_to_text"]:
+        from . import benchmark_data_to_text
+
+        return benchmark_data_to_text.main(argv[1:])
+    # ---- end of data-to-text ------------------------------------------------------------------------------------
     parser = argparse.ArgumentParser(prog="python -m minitransformer.benchmark", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("sentiment", help="every method over several seeds")
