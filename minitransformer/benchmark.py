@@ -247,6 +247,164 @@ def _write(results: dict, name: str, table: str, out: Path) -> None:
     print(f"wrote {out / (name + '.json')} and {out / (name + '.md')}")
 
 
+# ============================================================================= prompt tuning (chapter 6)
+# Everything of `python -m minitransformer.benchmark prompt_tuning` / `prompt_tuning_sweep` is in this block.
+#
+#     python -m minitransformer.benchmark prompt_tuning_sweep   # the lr sweep (6 runs, d=128): ~25 min
+#     python -m minitransformer.benchmark prompt_tuning         # init, length, ensemble members, scale: ~40 min
+#
+# (times: 1 thread on a 2-core laptop CPU; every run is sequential). Prompt tuning reads the class from the frozen
+# LM head (a verbaliser), so it needs no task head; the runs use the sentiment setup, seeds and schedule of the
+# standard recipe, with the learning rate and number of epochs from the recorded sweep below.
+
+PT_LADDER = ("gpt_d32", "gpt_d64", "gpt")  # GPT-mode backbones of growing width (d = 32, 64, 128), one tokenizer
+PT_VERBALIZER = [" bad", " good"]  # label words of classes 0 and 1; each one token
+PT_INIT_TEXT = " bad good"  # "class-label" init (TEXT): the label words, repeated to fill the prompt
+# (lr, epochs): four lrs on the standard 10-epoch budget, then two of them on a 3x longer budget
+PT_SWEEP = ((0.01, 10), (0.03, 10), (0.1, 10), (0.3, 10), (0.03, 30), (0.3, 30))
+PT_LR = 0.1  # the sweep's best (benchmarks/prompt_tuning_sweep.md); tests/test_benchmark_prompt_tuning.py checks it
+PT_EPOCHS = 20
+PT_MAX_PROMPT = 32  # the context left: max_seq_len 128 - inputs truncated to 96 tokens
+
+
+@dataclass(frozen=True)
+class PromptTuningRun:
+    name: str
+    backbone: str = "gpt"
+    method: str = "prompt_tuning"  # or "full" (full fine-tuning of the same backbone, for the scale ratio)
+    num_virtual_tokens: int = 20
+    init: str = "TEXT"
+    seed: int = 0
+
+
+def _pt_runs() -> list[PromptTuningRun]:
+    runs = [PromptTuningRun(f"{size}_{init.lower()}", backbone=size, init=init)
+            for size in PT_LADDER for init in ("TEXT", "SAMPLE_VOCAB", "RANDOM")]
+    runs += [PromptTuningRun(f"gpt_p{p}", num_virtual_tokens=p) for p in (1, 5, PT_MAX_PROMPT)]
+    runs += [PromptTuningRun(f"{size}_full", backbone=size, method="full") for size in PT_LADDER if size != "gpt"]
+    return runs
+
+
+PT_RUNS = {r.name: r for r in _pt_runs()}
+
+
+def prompt_tuning_config(run: PromptTuningRun):
+    from solutions.prompt_tuning import PromptTuningConfig
+
+    return PromptTuningConfig(num_virtual_tokens=run.num_virtual_tokens, prompt_tuning_init=run.init,
+                              prompt_tuning_init_text=PT_INIT_TEXT if run.init == "TEXT" else None,
+                              verbalizer=list(PT_VERBALIZER), init_seed=run.seed)
+
+
+def run_prompt_tuning(run: PromptTuningRun, lr: Optional[float] = None, epochs: Optional[int] = None,
+                      progress: bool = True) -> tuple[dict, Optional[torch.Tensor]]:
+    """One run on the sentiment setup: (its record, the trained (P, d) prompt or None for full fine-tuning)."""
+    from .checkpoint import load_pretrained
+    from .training import fit_and_evaluate, set_seed
+
+    setup = recipes.sentiment_setup(seed=run.seed, backbone=run.backbone)
+    if run.method == "full":
+        model = recipes.fresh_classifier(run.backbone, seed=run.seed)
+        lr, epochs = recipes.LEARNING_RATES["full"], recipes.EPOCHS
+    else:
+        from solutions.prompt_tuning import PromptTuningClassifier
+
+        set_seed(run.seed)
+        backbone, tokenizer = load_pretrained(run.backbone)
+        model = PromptTuningClassifier(backbone, tokenizer, prompt_tuning_config(run))
+        lr, epochs = lr or PT_LR, epochs or PT_EPOCHS
+    e = fit_and_evaluate(run.name, model, setup.train_loader, setup.val_loader, epochs=epochs, lr=lr,
+                         warmup_ratio=recipes.WARMUP_RATIO, schedule=recipes.SCHEDULE, track_curve=True,
+                         progress=progress)
+    record = {"name": run.name, **{k: v for k, v in vars(run).items() if k != "name"}, "lr": lr, "epochs": epochs,
+              "validation": round(e.score, 4), "test": round(evaluate_accuracy(e.model, setup.test_loader), 4),
+              "curve": [round(s, 4) for s in e.curve], "train_accuracy": round(e.train_accuracy, 4),
+              "majority": round(e.majority, 4), "on_plateau": e.on_plateau, "trainable": e.trainable,
+              "total": e.total, "backbone_parameters": sum(p.numel() for p in e.model.backbone.parameters()),
+              "seconds": round(e.seconds, 1), "losses": [round(x, 4) for x in e.losses]}
+    prompt = None if run.method == "full" else e.model.soft_prompt.weight.detach().clone()
+    return record, prompt
+
+
+def _pt_recipe() -> dict:
+    return {"n_train": recipes.N_TRAIN, "batch_size": recipes.BATCH_SIZE, "warmup_ratio": recipes.WARMUP_RATIO,
+            "schedule": recipes.SCHEDULE, "lr": PT_LR, "epochs": PT_EPOCHS, "verbalizer": PT_VERBALIZER,
+            "init_text": PT_INIT_TEXT, "full_lr": recipes.LEARNING_RATES["full"], "full_epochs": recipes.EPOCHS}
+
+
+def prompt_tuning_table(results: dict) -> str:
+    lines = [f"Prompt tuning on sentiment (validation accuracy, 500 reviews), seed 0; {PT_EPOCHS} epochs at lr "
+             f"{PT_LR:g} (AdamW, {recipes.WARMUP_RATIO:.0%} warmup, linear decay); verbaliser {PT_VERBALIZER}. "
+             f"Full fine-tuning: the standard recipe. Total runtime {results['seconds'] / 60:.0f} min "
+             f"({results['threads']} thread).", "",
+             "| run | backbone | method | P | init | trainable | validation | test | train accuracy | plateau? |",
+             "|---|---|---|---:|---|---:|---:|---:|---:|---|"]
+    for r in results["runs"]:
+        full = r["method"] == "full"
+        lines.append(f"| {r['name']} | {r['backbone']} | {r['method']} | {'' if full else r['num_virtual_tokens']} | "
+                     f"{'' if full else r['init']} | {r['trainable']:,} | {r['validation']:.3f} | {r['test']:.3f} | "
+                     f"{r['train_accuracy']:.3f} | {'yes' if r['on_plateau'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def prompt_tuning_sweep_table(results: dict) -> str:
+    best = max(results["runs"], key=lambda r: r["validation"])
+    lines = [f"Prompt-tuning learning-rate sweep: d=128 backbone, P=20, TEXT init, seed 0 (validation accuracy; the best "
+             f"is in bold and becomes PT_LR / PT_EPOCHS). Total runtime {results['seconds'] / 60:.0f} min "
+             f"({results['threads']} thread).", "",
+             "| lr | epochs | validation | train accuracy | plateau? |", "|---:|---:|---:|---:|---|"]
+    for r in results["runs"]:
+        score = f"**{r['validation']:.3f}**" if r is best else f"{r['validation']:.3f}"
+        lines.append(f"| {r['lr']:g} | {r['epochs']} | {score} | {r['train_accuracy']:.3f} | "
+                     f"{'yes' if r['on_plateau'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def load_prompts(directory: Path = RESULTS_DIR) -> dict[str, torch.Tensor]:
+    """The trained prompts of the committed `prompt_tuning` benchmark, by run name."""
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(directory) / "prompt_tuning_prompts.safetensors"))
+
+
+def _prompt_tuning_command(args) -> int:
+    from safetensors.torch import save_file
+
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    if args.command == "prompt_tuning_sweep":
+        cells = list(PT_SWEEP)
+        runs = [run_prompt_tuning(PromptTuningRun(f"sweep_lr{lr:g}_ep{ep}"), lr=lr, epochs=ep, progress=True)[0]
+                for lr, ep in tqdm(cells, desc="prompt tuning sweep", unit="run")]
+        results = {"threads": args.threads, "seconds": round(time.perf_counter() - started), "runs": runs}
+        _write(results, "prompt_tuning_sweep", prompt_tuning_sweep_table(results), args.out)
+        return 0
+    names = args.runs or list(PT_RUNS)
+    runs, prompts = [], {}
+    for name in tqdm(names, desc="prompt tuning", unit="run"):
+        record, prompt = run_prompt_tuning(PT_RUNS[name])
+        runs.append(record)
+        if prompt is not None:
+            prompts[name] = prompt.contiguous()
+    results = {"recipe": _pt_recipe(), "threads": args.threads, "seconds": round(time.perf_counter() - started),
+               "runs": runs}
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_file(prompts, str(args.out / "prompt_tuning_prompts.safetensors"))
+    _write(results, "prompt_tuning", prompt_tuning_table(results), args.out)
+    return 0
+
+
+def _add_prompt_tuning_parsers(sub) -> None:
+    pt = sub.add_parser("prompt_tuning", help="chapter 6: init, length, scale and ensemble runs (~40 min, 1 thread)")
+    pt.add_argument("--runs", nargs="+", choices=list(PT_RUNS), help="a subset of the runs (default: all)")
+    sweep = sub.add_parser("prompt_tuning_sweep", help="chapter 6: the prompt-tuning lr x epochs sweep (~25 min)")
+    for p in (pt, sweep):
+        p.add_argument("--out", type=Path, default=RESULTS_DIR)
+        p.add_argument("--threads", type=int, default=1, help="torch threads; results are reproducible per count")
+
+# ============================================================================= end of the prompt-tuning block
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m minitransformer.benchmark", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -266,7 +424,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         p.add_argument("--out", type=Path, default=RESULTS_DIR)
         p.add_argument("--threads", type=int, default=1, help="torch threads per run; results are reproducible per count")
         p.add_argument("--jobs", type=int, default=2, help="runs in parallel (one process each)")
+    _add_prompt_tuning_parsers(sub)  # chapter 6
     args = parser.parse_args(argv)
+    if args.command.startswith("prompt_tuning"):
+        return _prompt_tuning_command(args)
     if args.command == "readme":
         README.write_text(readme_with_results(README.read_text(), load_results("sentiment")))
         print(f"updated {README}")
