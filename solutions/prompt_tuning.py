@@ -157,7 +157,8 @@ class PromptTuningClassifier(nn.Module):
             raise ValueError(f"token_dim={config.token_dim} does not match the backbone's d_model={d}.")
         if config.num_virtual_tokens >= max_len:
             raise ValueError(f"num_virtual_tokens={config.num_virtual_tokens} leaves no room for the input in the "
-                             f"context of max_seq_len={max_len}; use at most {max_len - 1} (minus the input length).")
+                             f"context of max_seq_len={max_len}: the prompt and the longest input must fit together "
+                             f"(for inputs of up to 96 tokens, use num_virtual_tokens <= {max_len - 96}).")
         config.token_dim = d
         self.label_ids = torch.tensor(verbalizer_ids(self.tokenizer, config.verbalizer), device=self.backbone.device)
         self.backbone.requires_grad_(False)
