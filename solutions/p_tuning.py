@@ -313,7 +313,7 @@ def weighted(per_relation: dict, counts: dict) -> float:
 
 
 # Peak learning rate per encoder type, from the sweep in benchmarks/p_tuning_lr_sweep.md (GPT, seed 0, validation).
-P_TUNING_LR = {"LSTM": 3e-3, "MLP": 3e-3, "NONE": 3e-2}  # MLP: not swept, the LSTM's
+P_TUNING_LR = {"LSTM": 0.003, "MLP": 0.003, "NONE": 0.01}  # MLP: not swept, the LSTM's
 PROBE_EPOCHS, PROBE_BATCH_SIZE = 20, 32
 
 
