@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .checkpoint import (CHECKPOINT_DIR, SHIPPED, CheckpointError, commit_staged, discard_staged, list_checkpoints,
-                         sha256_of, stage_checkpoint, stage_file)
+                         load_checkpoint, read_card, sha256_of, stage_checkpoint, stage_file)
 from .model import ConfigError, MiniTransformer, TransformerConfig
 from .probing import probe_accuracy
 from .tokenizer import CLS, EOS, MASK, SEP, SPECIAL_TOKENS, load_tokenizer, train_tokenizer
@@ -102,8 +102,45 @@ def token_stream(docs: list[str], tokenizer, separator: str) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
-def sample_batch(stream: torch.Tensor, batch_size: int, seq_len: int, mode: str, tokenizer, generator: torch.Generator):
-    """A batch of random windows. GPT: (inputs, next tokens). BERT: (masked inputs, MLM labels)."""
+MASKING = ("token", "whole_word")
+
+
+def word_boundaries(tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per vocabulary id: (does the token begin a new word, does it end in a letter or digit).
+
+    With byte-level BPE a word's first token carries the space marker "Ġ"; punctuation is a word
+    of its own. Used by whole-word masking to find which tokens belong together.
+    """
+    size = tokenizer.get_vocab_size()
+    begins, alnum_end = torch.ones(size, dtype=torch.bool), torch.zeros(size, dtype=torch.bool)
+    for token, i in tokenizer.get_vocab().items():
+        if i < len(SPECIAL_TOKENS) or not token:
+            continue
+        text = token[1:] if token.startswith("Ġ") else token
+        begins[i] = token.startswith("Ġ") or not text[:1].isalnum()
+        alnum_end[i] = text[-1:].isalnum()
+    return begins, alnum_end
+
+
+def word_starts(ids: torch.Tensor, boundaries: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """(B, T) bool: True where a token starts a new word (see `word_boundaries`)."""
+    begins, alnum_end = boundaries
+    special = ids < len(SPECIAL_TOKENS)
+    starts = begins[ids] | special
+    starts[:, 1:] |= ~alnum_end[ids[:, :-1]] | special[:, :-1]
+    return starts
+
+
+def sample_batch(stream: torch.Tensor, batch_size: int, seq_len: int, mode: str, tokenizer, generator: torch.Generator,
+                 masking: str = "token", boundaries: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 mask_prob: float = 0.15):
+    """A batch of random windows. GPT: (inputs, next tokens). BERT: (masked inputs, MLM labels).
+
+    BERT masking: "token" chooses `mask_prob` (15%) of the tokens independently (the original BERT
+    recipe); "whole_word" chooses `mask_prob` of the words and masks every token of a chosen word together (BERT's
+    later whole-word masking), so a name split into several tokens must be predicted from context
+    alone, as in the knowledge probe. The 80/10/10 split is then drawn once per word.
+    """
     body = seq_len if mode == "gpt" else seq_len - 2
     starts = torch.randint(0, len(stream) - body - 1, (batch_size,), generator=generator)
     windows = torch.stack([stream[s : s + body + 1] for s in starts.tolist()])  # (B, body+1)
@@ -112,9 +149,19 @@ def sample_batch(stream: torch.Tensor, batch_size: int, seq_len: int, mode: str,
     cls, sep = tokenizer.token_to_id(CLS), tokenizer.token_to_id(SEP)
     ids = torch.cat([torch.full((batch_size, 1), cls), windows[:, :-1], torch.full((batch_size, 1), sep)], dim=1)
     special = ids < len(SPECIAL_TOKENS)
-    chosen = (torch.rand(ids.shape, generator=generator) < 0.15) & ~special
+    if masking == "token":
+        chosen = (torch.rand(ids.shape, generator=generator) < mask_prob) & ~special
+        action = torch.rand(ids.shape, generator=generator)
+    elif masking == "whole_word":
+        if boundaries is None:
+            boundaries = word_boundaries(tokenizer)
+        word = word_starts(ids, boundaries).long().cumsum(dim=1)  # (B, T) word index of each token
+        per_word = torch.rand(2, *ids.shape, generator=generator)  # draws for words 1..T (index 0 unused)
+        chosen = (per_word[0].gather(1, word.clamp(max=ids.shape[1] - 1)) < mask_prob) & ~special
+        action = per_word[1].gather(1, word.clamp(max=ids.shape[1] - 1))
+    else:
+        raise PretrainError(f"--masking must be one of {MASKING}, got {masking!r}.")
     labels = torch.where(chosen, ids, torch.full_like(ids, -100))
-    action = torch.rand(ids.shape, generator=generator)
     random_ids = torch.randint(len(SPECIAL_TOKENS), tokenizer.get_vocab_size(), ids.shape, generator=generator)
     inputs = ids.clone()
     inputs[chosen & (action < 0.8)] = tokenizer.token_to_id(MASK)
@@ -210,7 +257,7 @@ class RunPlan:
 
 def plan_run(mode="gpt", steps=1500, batch_size=32, lr=2e-3, seed=0, text_file=None, out_dir=None, name=None,
              d_model=128, n_layers=4, n_heads=4, max_seq_len=128, vocab_size=None, tokenizer=None,
-             overwrite=False, overwrite_shipped=False) -> RunPlan:
+             overwrite=False, overwrite_shipped=False, masking="token", mask_prob=0.15, init_from=None) -> RunPlan:
     """Check every input of a pretraining run, cheapest first, before any training. Raises PretrainError."""
     for flag, value in (("--steps", steps), ("--batch-size", batch_size)):
         if not isinstance(value, int) or value <= 0:
@@ -219,6 +266,13 @@ def plan_run(mode="gpt", steps=1500, batch_size=32, lr=2e-3, seed=0, text_file=N
         raise PretrainError(f"--lr must be a positive number, got {lr!r} (the shipped runs use 2e-3).")
     if mode not in ("gpt", "bert"):
         raise PretrainError(f"--mode must be 'gpt' or 'bert', got {mode!r}.")
+    if masking not in MASKING:
+        raise PretrainError(f"--masking must be one of {', '.join(MASKING)}, got {masking!r}.")
+    if not 0 < mask_prob < 1:
+        raise PretrainError(f"--mask-prob must be between 0 and 1 (exclusive), got {mask_prob!r} (BERT used 0.15).")
+    if (masking != "token" or mask_prob != 0.15) and mode != "bert":
+        raise PretrainError("--masking and --mask-prob apply to --mode bert only (GPT predicts every next token); "
+                            "drop them or use --mode bert.")
     name = name or mode
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or name == "tokenizer" or name.endswith((".json", ".safetensors")):
         raise PretrainError(f"--name {name!r} cannot be a checkpoint name: use letters, digits, '_', '-' or '.' "
@@ -233,6 +287,20 @@ def plan_run(mode="gpt", steps=1500, batch_size=32, lr=2e-3, seed=0, text_file=N
         raise PretrainError(f"Invalid model size: {exc}") from None
     if mode == "bert" and max_seq_len < 3:
         raise PretrainError("--max-seq-len must be at least 3 in bert mode ([CLS] + a token + [SEP]).")
+
+    if init_from is not None:  # continue pretraining a checkpoint of the same size and mode
+        init_path = Path(init_from)
+        if not init_path.is_file():
+            raise PretrainError(f"--init-from {init_path}: no such checkpoint file; give a .safetensors file written by "
+                                "this command (e.g. minitransformer/checkpoints/bert.safetensors).")
+        try:
+            init_config = TransformerConfig.from_dict(read_card(init_path)["config"])
+        except (CheckpointError, KeyError, ValueError, OSError) as exc:
+            raise PretrainError(f"--init-from {init_path}: cannot read its model card ({exc}).") from None
+        asked = {**config.to_dict(), "vocab_size": init_config.vocab_size}
+        if init_config.to_dict() != asked:
+            raise PretrainError(f"--init-from {init_path} is a {init_config.mode} model with {init_config.to_dict()}, but "
+                                f"this run asks for {asked}; pass the same --mode and sizes, or drop --init-from.")
 
     # The output folder: never the shipped checkpoints by accident.
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(text_file, seed)
@@ -311,7 +379,9 @@ def pretrain(mode: str = "gpt", steps: int = 1500, batch_size: int = 32, lr: flo
              text_file: str | Path | None = None, out_dir: str | Path | None = None, name: str | None = None,
              d_model: int = 128, n_layers: int = 4, n_heads: int = 4, max_seq_len: int = 128,
              vocab_size: int | None = None, tokenizer: str | Path | None = None, overwrite: bool = False,
-             overwrite_shipped: bool = False, progress: bool = True, command: str | None = None) -> dict:
+             overwrite_shipped: bool = False, masking: str = "token", mask_prob: float = 0.15,
+             init_from: str | Path | None = None, progress: bool = True,
+             command: str | None = None) -> dict:
     """Pretrain one checkpoint and write it (see the module docstring for the rules). Returns its model card.
 
     `out_dir=None` writes to `default_out_dir(text_file, seed)`. `tokenizer` reuses a tokenizer file
@@ -321,7 +391,7 @@ def pretrain(mode: str = "gpt", steps: int = 1500, batch_size: int = 32, lr: flo
     args = dict(mode=mode, steps=steps, batch_size=batch_size, lr=lr, seed=seed, text_file=text_file,
                 out_dir=out_dir, name=name, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
                 max_seq_len=max_seq_len, vocab_size=vocab_size, tokenizer=tokenizer, overwrite=overwrite,
-                overwrite_shipped=overwrite_shipped)
+                overwrite_shipped=overwrite_shipped, masking=masking, mask_prob=mask_prob, init_from=init_from)
     started = time.perf_counter()
     plan = plan_run(**args)
     if command is None:  # called from Python: record the call itself
@@ -360,15 +430,21 @@ def pretrain(mode: str = "gpt", steps: int = 1500, batch_size: int = 32, lr: flo
 
     config = TransformerConfig.from_dict({**plan.config.to_dict(), "vocab_size": tokenizer_obj.get_vocab_size()})
     model = MiniTransformer(config)
+    init_card = None
+    if init_from is not None:  # already checked by plan_run; read before anything is overwritten
+        init_card = read_card(init_from)
+        model.load_state_dict(load_checkpoint(init_from).state_dict())
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     generator = torch.Generator().manual_seed(seed)
+    boundaries = word_boundaries(tokenizer_obj) if masking == "whole_word" else None
     model.train()
     losses = []
     bar = tqdm(range(steps), desc=f"pretrain {name}", disable=not progress)
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup=max(1, steps // 20))
-        inputs, labels = sample_batch(train_stream, batch_size, max_seq_len, mode, tokenizer_obj, generator)
+        inputs, labels = sample_batch(train_stream, batch_size, max_seq_len, mode, tokenizer_obj, generator,
+                                      masking, boundaries, mask_prob)
         loss = lm_loss(model, inputs, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -383,7 +459,9 @@ def pretrain(mode: str = "gpt", steps: int = 1500, batch_size: int = 32, lr: flo
     corpus = plan.corpus
     card = {
         "name": name,
-        "objective": "causal language modelling" if mode == "gpt" else "masked language modelling (15%, 80/10/10)",
+        "objective": ("causal language modelling" if mode == "gpt" else
+                      f"masked language modelling ({mask_prob:.0%}, 80/10/10)" if masking == "token" else
+                      f"masked language modelling, whole-word masking ({mask_prob:.0%} of words, 80/10/10 per word)"),
         "corpus": (f"text file {corpus['file']} ({corpus['bytes']:,} bytes, sha256 {corpus['sha256'][:12]}...)"
                    if text_file is not None else f"generated world, seed {seed}"),
         "corpus_details": corpus,
@@ -393,12 +471,17 @@ def pretrain(mode: str = "gpt", steps: int = 1500, batch_size: int = 32, lr: flo
         "tokens_per_word": round((len(train_stream) + len(val_stream) - len(docs)) / max(1, words), 3),
         "tokens_seen": steps * batch_size * (max_seq_len if mode == "gpt" else max_seq_len - 2),
         "steps": steps, "batch_size": batch_size, "peak_lr": lr, "seed": seed,
+        **({"masking": masking, "mask_prob": mask_prob} if mode == "bert" else {}),
+        **({"init_from": {"file": Path(init_from).name, "sha256": init_card.get("sha256"), "steps": init_card.get("steps"),
+                          "objective": init_card.get("objective"), "tokens_seen": init_card.get("tokens_seen")},
+            "total_steps": steps + int(init_card.get("total_steps", init_card.get("steps", 0)))} if init_card else {}),
         "wall_time_seconds": round(train_seconds, 1),
         "first_train_loss": round(losses[0], 4),
         "final_train_loss": round(sum(losses[-50:]) / len(losses[-50:]), 4),
         "validation_loss": round(val_loss, 4),
         "validation_perplexity": round(math.exp(val_loss), 2),
-        "validation_protocol": "20 batches of 32 windows from every 50th document, generator seed 1234",
+        "validation_protocol": "20 batches of 32 windows from every 50th document, generator seed 1234"
+                               + (" (BERT: token masking, whatever the training masking)" if mode == "bert" else ""),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
     if text_file is None:
@@ -465,6 +548,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-layers", type=int, default=4)
     parser.add_argument("--n-heads", type=int, default=4)
     parser.add_argument("--max-seq-len", type=int, default=128)
+    parser.add_argument("--masking", choices=list(MASKING), default="token",
+                        help="bert only: mask 15%% of tokens independently (token, the default) or 15%% of words with "
+                             "all their tokens (whole_word)")
+    parser.add_argument("--mask-prob", type=float, default=0.15, help="bert only: share of tokens (or words) masked "
+                                                                       "(default 0.15, as in BERT)")
+    parser.add_argument("--init-from", metavar="FILE", help="continue pretraining this checkpoint (.safetensors of the "
+                                                              "same mode and size) instead of starting from random weights")
     parser.add_argument("--overwrite", action="store_true", help="replace a checkpoint of the same name in --out")
     parser.add_argument("--overwrite-shipped", action="store_true",
                         help="allow writing into the shipped minitransformer/checkpoints (maintainers only)")
@@ -481,7 +571,8 @@ def main(argv=None) -> None:
                         text_file=args.text, out_dir=args.out, name=args.name, d_model=args.d_model,
                         n_layers=args.n_layers, n_heads=args.n_heads, max_seq_len=args.max_seq_len,
                         vocab_size=args.vocab_size, tokenizer=args.tokenizer, overwrite=args.overwrite,
-                        overwrite_shipped=args.overwrite_shipped, command=command.strip())
+                        overwrite_shipped=args.overwrite_shipped, masking=args.masking,
+                        mask_prob=args.mask_prob, init_from=args.init_from, command=command.strip())
     except KeyboardInterrupt:
         if args.debug:
             raise

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from minitransformer import load_checkpoint, load_pretrained
 from minitransformer import pretrain as pretrain_module
@@ -289,3 +290,73 @@ def test_row_card_records_corpus_tokenizer_and_command(tmp_path, capsys):
     api_card = pretrain(text_file=text, out_dir=tmp_path / "api", steps=1, batch_size=2, d_model=16, n_layers=1,
                         n_heads=2, max_seq_len=32, vocab_size=300, progress=False)
     assert api_card["command"].startswith("pretrain(steps=1, batch_size=2, text_file=") and "vocab_size=300" in api_card["command"]
+
+
+# --------------------------------------------------------------------------- BERT masking options (chapter 7's fair BERT)
+
+
+def test_whole_word_masking_masks_every_token_of_a_chosen_word():
+    from minitransformer.pretrain import sample_batch, token_stream, word_boundaries, word_starts
+
+    _, tokenizer = load_pretrained("bert")
+    docs = ["Kenji Quinn is originally from Marton. The Blue Fork (a cafe) serves Thornwick cider, unbelievably."] * 40
+    stream = token_stream(docs, tokenizer, "[SEP]")
+    boundaries = word_boundaries(tokenizer)
+    inputs, labels = sample_batch(stream, 16, 32, "bert", tokenizer, torch.Generator().manual_seed(0), "whole_word",
+                                  boundaries, 0.4)
+    ids = torch.where(labels != -100, labels, inputs)  # the original tokens
+    words = word_starts(ids, boundaries).long().cumsum(dim=1)
+    chosen = labels != -100
+    split_words = 0
+    for row in range(ids.shape[0]):
+        for word in words[row].unique():
+            in_word = words[row] == word
+            assert chosen[row][in_word].all() or not chosen[row][in_word].any(), "a word was partly masked"
+            split_words += int(in_word.sum() > 1)
+    assert split_words > 0, "the sample has no word of several tokens: the test checks nothing"
+    share = chosen.float().mean().item()
+    assert 0.3 < share < 0.5, f"--mask-prob 0.4 masked {share:.2f} of the tokens"
+    # "token" masking is BERT's original: independent tokens, about 15%.
+    _, labels = sample_batch(stream, 16, 32, "bert", tokenizer, torch.Generator().manual_seed(0))
+    assert 0.1 < (labels != -100).float().mean().item() < 0.2
+
+
+def test_word_boundaries_follow_the_space_marker():
+    from minitransformer.pretrain import word_boundaries, word_starts
+
+    _, tokenizer = load_pretrained("bert")
+    encoding = tokenizer.encode(" Kenji is originally from Marton. (a cafe)", add_special_tokens=False)
+    starts = word_starts(torch.tensor([encoding.ids]), word_boundaries(tokenizer))[0].tolist()
+    words, current = [], []
+    for token, start in zip(encoding.tokens, starts):
+        if start and current:
+            words.append("".join(current))
+            current = []
+        current.append(token)
+    words.append("".join(current))
+    assert words == ["ĠKenji", "Ġis", "Ġoriginally", "Ġfrom", "ĠMarton", ".", "Ġ(", "a", "Ġcafe", ")"]
+
+
+def test_masking_options_and_init_from_are_recorded_and_checked(tmp_path, capsys):
+    text = write_corpus(tmp_path / "corpus.txt", repeats=12)
+    base = ["--text", str(text), "--mode", "bert", *TINY, "--vocab-size", "300"]
+    assert run_cli(base + ["--out", str(tmp_path / "a")], capsys)[0] == 0
+    first = tmp_path / "a" / "bert.safetensors"
+    more = ["--text", str(text), "--mode", "bert", *TINY, "--tokenizer", str(tmp_path / "a" / "tokenizer.json")]
+    assert run_cli(more + ["--out", str(tmp_path / "b"), "--init-from", str(first), "--masking", "whole_word",
+                           "--mask-prob", "0.4"], capsys)[0] == 0
+    card = json.loads((tmp_path / "b" / "bert.json").read_text())
+    assert card["masking"] == "whole_word" and card["mask_prob"] == 0.4 and "whole-word" in card["objective"]
+    first_card = json.loads((tmp_path / "a" / "bert.json").read_text())
+    assert card["init_from"]["sha256"] == first_card["sha256"] and card["total_steps"] == 2
+    assert first_card["masking"] == "token" and first_card["objective"] == "masked language modelling (15%, 80/10/10)"
+
+    code, err = run_cli(["--text", str(text), *TINY, "--masking", "whole_word", "--out", str(tmp_path / "c")], capsys)
+    assert_one_line_error(code, err, "apply to --mode bert only")
+    code, err = run_cli(base + ["--mask-prob", "1.5", "--out", str(tmp_path / "c")], capsys)
+    assert_one_line_error(code, err, "--mask-prob must be between 0 and 1")
+    code, err = run_cli(more + ["--init-from", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "c")], capsys)
+    assert_one_line_error(code, err, "no such checkpoint file")
+    code, err = run_cli(more + ["--init-from", str(first), "--d-model", "32", "--out", str(tmp_path / "c")], capsys)
+    assert_one_line_error(code, err, "pass the same --mode and sizes")
+    assert not (tmp_path / "c").exists()
