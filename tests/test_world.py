@@ -221,14 +221,33 @@ def test_ner_tags_are_valid_bio(tasks):
     assert all(seen[label] > 50 for label in NER_LABELS)  # multi-word names give I- tags of every type
 
 
-def test_ner_entities_are_world_entities(world, tasks):
+def test_ner_entities_are_world_entities_or_novel_names(world, tasks):
+    from minitransformer.world.tasks import NER_NOVEL_NAMES
+
+    def names(pools):
+        firsts = {n for p in pools for n in NER_NOVEL_NAMES[p]["first"]}
+        lasts = {n for p in pools for n in NER_NOVEL_NAMES[p]["last"]}
+        return {"PER": firsts | lasts | {f"{f} {l}" for f in firsts for l in lasts},
+                "LOC": {n for p in pools for k in ("town", "region") for n in NER_NOVEL_NAMES[p][k]},
+                "ORG": {n for p in pools for n in NER_NOVEL_NAMES[p]["venue"]}}
+
     people = {p.name for p in world.people} | {p.first for p in world.people} | {p.last for p in world.people}
     places = {t.name for t in world.towns} | set(world.regions)
     venues = {v.name for v in world.venues}
-    allowed = {"PER": people, "LOC": places, "ORG": venues}
-    for ex in tasks["ner"].train:
-        for kind, start, end in _spans(ex["tags"]):
-            assert " ".join(ex["tokens"][start:end]) in allowed[kind]
+    world_names = {"PER": people, "LOC": places, "ORG": venues}
+    held_out = {kind: names_ - names(["train"])[kind] - world_names[kind] for kind, names_ in names(["held_out"]).items()}
+    for split, pools in (("train", ["train"]), ("validation", ["train", "held_out"]), ("test", ["train", "held_out"])):
+        novel, found = names(pools), Counter()
+        for ex in getattr(tasks["ner"], split):
+            lower = not any(t[:1].isupper() for t in ex["tokens"])
+            for kind, start, end in _spans(ex["tags"]):
+                mention = " ".join(ex["tokens"][start:end])
+                allowed = world_names[kind] | novel[kind]
+                assert mention in ({n.lower() for n in allowed} if lower else allowed), (split, mention)
+                found["held_out" if mention in held_out[kind] else "other"] += 1
+            found["lower"] += lower
+        assert (found["held_out"] > 0) == (split != "train"), f"held-out names must occur in {split} only if not train"
+        assert found["lower"] > 0  # some sentences are all lower case
 
 
 def test_ner_splits_are_disjoint(tasks):

@@ -19,9 +19,11 @@ TASK_SPLITS = {
     ("sentiment", "train"): "b2cc0ed547bca827dfa26e0c0fe31d2e961812202408a296fb49f36e4fa9fc50",
     ("sentiment", "validation"): "400301bb0e7360a7f0240933bb5756a641fb5e56fe6937e9d37d4f3a95034a61",
     ("sentiment", "test"): "e6fc2594298db6f7f994d7e7b5b85a76973b4403d78cc26c64f275ad489d537b",
-    ("ner", "train"): "3acc871d23fc624e15920b43fd716e336242ba3708ce8238738a3cea73872910",
-    ("ner", "validation"): "d15ee628cea0a3224a9a31ba3b1b209f58d9b44f85987062c22b463bace451a0",
-    ("ner", "test"): "5bb2205d04d1f4f9de659c4b8b7be1bd1f1c6b5896af22ac43ac3e4ecca65f4f",
+    # NER re-pinned on purpose (issue 12): novel and common-word names, names held out of train, lower-case
+    # sentences, so that full fine-tuning no longer reaches F1 1.000 and NER can rank methods.
+    ("ner", "train"): "6039a602a600bbb5f5c8d935a9c4d8757688973399d3fe259856ac5c0c8dac95",
+    ("ner", "validation"): "90d8523222540c9272a7ed24b44a7178b32a84cef3ba2fcbb3c42f0b6554a14d",
+    ("ner", "test"): "cc554561d243efa2f826e0b48f30266c7c79d99535526a4f0106d6c0bddb9219",
     ("data_to_text", "train"): "273fb1e58c3608991d76bf2eb8589289150c230a17cb453e8e8ec5ced4949745",
     ("data_to_text", "validation"): "bd0f130cee3a16c775614aa7be3f4db0e0ad49b2d106cc2fb4d5b92f6d448369",
     ("data_to_text", "test"): "3a7fe0441552ce1c9d0afd4e1b3304578364d132a8a6a589876b3265e19bff22",

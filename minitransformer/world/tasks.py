@@ -9,7 +9,7 @@ from typing import Callable, Sequence, TypeVar
 
 from .entities import (CUISINES, DAYS, MONTHS, PRODUCTS, PROFESSIONS, Venue, World, _venue_attrs,
                        generate_world)
-from .phrasing import _be, describe_venue, tokenize
+from .phrasing import _be, _cap, describe_venue, tokenize
 from .reviews import ASPECT_ADJS, REVIEW_KINDS, _review
 
 T = TypeVar("T")
@@ -121,13 +121,54 @@ NER_TEMPLATES = (
     "Dear {first}, thank you for the {product} from {home}!",
     "The {etype} was busy, and the {dish} {be} {adj}.",
     "Prices went up again in {month}, and nobody was happy.",
+    # Capitalised common words that are not entities (a hobby, a profession, a month or a day opening the
+    # sentence), next to names that may be the same words (a Baker who is a baker, a May in May).
+    "{Hobby} is what {first} likes best about {home}.",
+    "In {month}, {per} took the {product} from {home} to {venue}.",
+    "{Prof} of the year: {per} of {home}, for the work at {venue}.",
+    "{Day} is market day in {vtown}, and {owner} opens {venue} early.",
 )
 ENTITY_TYPES = {"per": "PER", "per2": "PER", "owner": "PER", "first": "PER", "last": "PER", "home": "LOC",
                 "vtown": "LOC", "town2": "LOC", "region": "LOC", "venue": "ORG", "near": "ORG"}
 NER_SIZES = (1500, 300, 300)
 
+# Names that are not in the world (so the backbone never read them in pretraining), many of them common
+# words: surnames that are professions or dishes, first names that are months, towns that are hobbies or
+# products, venues named after cuisines and weekdays. The TRAIN pool may occur in any split; the HELD-OUT
+# pool only in validation and test, so a tagger must generalise from context, not recall a list of names.
+NER_NOVEL_NAMES = {
+    "train": {
+        "first": ("Rose", "Hope", "Will", "Mark", "Grace", "Bill", "Robin", "Ivy", "Jasper", "Wanda"),
+        "last": ("Baker", "Mason", "Fisher", "Cook", "Hunter", "Shepherd", "Bishop", "Little", "Gold", "Wolfe"),
+        "town": ("Reading", "Bath", "Sandwich", "Stonecliff", "Honeyford", "Marlow", "Frost", "Oxbourne"),
+        "region": ("Lake Country", "West Hills", "High Moors"),
+        "venue": ("The Honey Pot", "Old Mill Inn", "The Green Door", "Cafe Bloom", "The Black Sheep",
+                  "The Salt and Pepper Kitchen", "Chess and Ale Tavern", "The Crown and Anchor Inn"),
+    },
+    "held_out": {
+        "first": ("May", "June", "Faith", "Jack", "Ray", "Dawn", "Frank", "Joy", "Sunny", "Iris Anne"),
+        "last": ("Potter", "Gardener", "Tailor", "Miller", "Carpenter", "Butcher", "Best", "Love", "Green", "Lamb"),
+        "town": ("Hope", "Wells", "Cider", "Rye", "Kettlewell", "Ashgrove", "Pinebrook", "Fishing"),
+        "region": ("North Downs", "Fenland", "Lower Vale"),
+        "venue": ("The Sunday Table", "Italian Garden Cafe", "The French House", "The Curry Pot",
+                  "The Fox and Hounds Inn", "The King of Spain Tavern", "Monday Noodle Bar", "The Old Bakery"),
+    },
+}
+NER_NOVEL_SHARE = {"train": 0.3, "held_out": 0.2}  # chance that one mention uses a novel name
+NER_LOWER_SHARE = 0.05  # sentences written all in lower case (chat style): no capital letters to go by
+_NER_SLOT_POOL = {"home": "town", "vtown": "town", "town2": "town", "region": "region", "venue": "venue",
+                  "near": "venue", "first": "first", "last": "last"}
 
-def _ner_example(rng: random.Random, world: World) -> dict:
+
+def _novel_mention(rng: random.Random, slot: str, pool: dict[str, tuple[str, ...]]) -> str:
+    if slot in ("per", "per2", "owner"):
+        return f"{rng.choice(pool['first'])} {rng.choice(pool['last'])}"
+    return rng.choice(pool[_NER_SLOT_POOL[slot]])
+
+
+def _ner_example(rng: random.Random, world: World, novel: tuple[str, ...] = ("train",)) -> dict:
+    """One tagged sentence. Each entity mention is a world entity or, with NER_NOVEL_SHARE of the last pool
+    in `novel`, a name from one of the `novel` pools; NER_LOWER_SHARE of the sentences are lower-cased."""
     p = rng.choice(world.people)
     v = world.venue(p.favourite)
     home = world.town(p.hometown)
@@ -139,23 +180,33 @@ def _ner_example(rng: random.Random, world: World) -> dict:
               "day": rng.choice(DAYS), "month": rng.choice(MONTHS), "dish": rng.choice(CUISINES[v.food] + ("food",)),
               "adj": rng.choice(ASPECT_ADJS["food"][rng.random() < 0.5])}
     values["be"] = _be(values["dish"])
+    values.update(Hobby=_cap(values["hobby"]), Prof=_cap(values["prof"]), Day=values["day"])
+    share = NER_NOVEL_SHARE[novel[-1]]
+    for slot in ENTITY_TYPES:
+        if rng.random() < share:
+            values[slot] = _novel_mention(rng, slot, NER_NOVEL_NAMES[rng.choice(novel)])
     tokens, tags = [], []
     for i, piece in enumerate(re.split(r"\{(\w+)\}", rng.choice(NER_TEMPLATES))):
         words = tokenize(values[piece] if i % 2 else piece)  # odd pieces are placeholder names
         kind = ENTITY_TYPES.get(piece) if i % 2 else None
         tokens += words
         tags += [("B-" if j == 0 else "I-") + kind if kind else "O" for j in range(len(words))]
+    if rng.random() < NER_LOWER_SHARE:
+        tokens = [t.lower() for t in tokens]
     return {"tokens": tokens, "tags": tags}
 
 
 def _ner(world: World, seed: int) -> TaskData:
     rng = random.Random(f"{seed}-ner")
     seen: set[str] = set()
-    splits = [_unique(lambda: _ner_example(rng, world), n, lambda ex: " ".join(ex["tokens"]), seen)
-              for n in NER_SIZES]
+    pools = (("train",), ("train", "held_out"), ("train", "held_out"))
+    splits = [_unique(lambda: _ner_example(rng, world, novel), n, lambda ex: " ".join(ex["tokens"]), seen)
+              for n, novel in zip(NER_SIZES, pools)]
     description = ("Named-entity recognition with BIO tags: {'tokens': list[str], 'tags': list[str]}, "
                    "one tag per token; PER people, LOC towns and regions, ORG venues. Punctuation marks are "
-                   "separate tokens, so ' '.join(tokens) is the sentence.")
+                   "separate tokens, so ' '.join(tokens) is the sentence. Some names are not world entities, many "
+                   "are common words (a Baker, a town called Reading, The Sunday Table); validation and test use "
+                   "names never seen in train; a tenth of the sentences are all lower case.")
     return TaskData("ner", *splits, labels=list(NER_LABELS), description=description)
 
 
