@@ -155,7 +155,7 @@ def bag_of_ngrams_baseline(n_train: int = N_TRAIN, ngram: int = 2) -> tuple[floa
 # 300 validation sentences (their held-out names never occur in training, see docs/world_and_tasks.md).
 
 NER_N_TRAIN = 800  # training sentences (of 1,500)
-NER_EPOCHS = 8
+NER_EPOCHS = 6
 NER_BATCH_SIZE = 32
 
 # Peak learning rate per method on NER (BERT backbone, seed 0, validation entity F1), from the sweep in
