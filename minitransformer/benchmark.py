@@ -257,11 +257,11 @@ NER_METHODS = {m.name: m for m in [
            _ptv2(num_virtual_tokens=PTV2_LENGTH, prompt_depth="input", encoder_reparameterization_type="LSTM",
                  encoder_hidden_size=128)),
 ]}
-NER_SWEEP_GRID = {"full": [3e-4, 1e-3, 3e-3], "frozen": [1e-2, 3e-2], "p_tuning_v2": [1e-2, 3e-2, 1e-1],
-                  "p_tuning_v2_mlp": [1e-3, 3e-3], "prompt_tuning": [3e-2, 1e-1], "p_tuning": [1e-3, 3e-3]}
-# (backbone, methods, seeds) of the main NER benchmark.
-NER_PLAN = [("bert", list(NER_METHODS), [0]), ("bert", ["full", "frozen", "p_tuning_v2"], [1, 2]),
-            ("gpt", ["full", "p_tuning_v2"], [0, 1, 2]), ("gpt", ["frozen"], [0])]
+NER_SWEEP_GRID = {"full": [3e-4, 1e-3, 3e-3], "p_tuning_v2": [1e-2, 3e-2, 1e-1], "prompt_tuning": [3e-2, 1e-1],
+                  "p_tuning": [1e-3, 3e-3], "p_tuning_v2_mlp": [3e-3], "frozen": [1e-2]}
+# (backbone, methods, seeds) of the main NER benchmark (seed 0 of BERT comes from the sweep).
+NER_PLAN = [("bert", list(NER_METHODS), [0]), ("bert", ["full", "p_tuning_v2"], [1, 2]),
+            ("gpt", ["full", "frozen", "p_tuning_v2"], [0])]
 # Prompt length per task, and reparameterisation on sentiment (seed 0): (task, method, lengths). Every run uses
 # its method's NER learning rate (sentiment: the standard recipe otherwise; a sentiment sweep did not fit the budget).
 PTV2_EXTRA_PLAN = [("ner", "p_tuning_v2", [4, 64]), ("sentiment", "p_tuning_v2", [16, 4]),
