@@ -163,7 +163,6 @@ NER_BATCH_SIZE = 32
 NER_LEARNING_RATES = {
     "full": 1e-3,
     "frozen": 1e-2,
-    "lora": 3e-3,
     "p_tuning_v2": 3e-2,
     "p_tuning_v2_mlp": 3e-3,
     "prompt_tuning": 3e-2,

@@ -83,6 +83,7 @@ class DeepPrompt(nn.Module):
         super().__init__()
         self.config = config
         P, d, L = config.num_virtual_tokens, config.token_dim, config.num_layers
+        # Create self.embedding (an nn.Embedding whose weight is the table) and self.transform (None, or the MLP).
         if config.prefix_projection:
             self.embedding = nn.Embedding(P, d)
             self.transform = nn.Sequential(nn.Linear(d, config.encoder_hidden_size), nn.Tanh(),
@@ -93,6 +94,7 @@ class DeepPrompt(nn.Module):
 
     def forward(self, batch_size: int) -> tuple:
         """The prompt for a batch: L pairs (key, value) of shape (B, H, P, h), the same for every example."""
+        # The table (through self.transform, if any), expanded over the batch, laid out per layer.
         table = self.embedding.weight  # (P, L*2*d), or (P, d) with the projection
         if self.transform is not None:
             table = self.transform(table)  # (P, L*2*d)
