@@ -161,12 +161,12 @@ NER_BATCH_SIZE = 32
 # Peak learning rate per method on NER (BERT backbone, seed 0, validation entity F1), from the sweep in
 # benchmarks/ner_lr_sweep.md (`python -m minitransformer.benchmark ner-sweep`); the GPT backbone reuses them.
 NER_LEARNING_RATES = {
-    "full": 1e-3,
-    "frozen": 1e-2,
-    "p_tuning_v2": 3e-2,
-    "p_tuning_v2_mlp": 3e-3,
-    "prompt_tuning": 3e-2,
-    "p_tuning": 3e-3,
+    "full": 0.003,
+    "frozen": 0.01,
+    "p_tuning_v2": 0.1,
+    "p_tuning_v2_mlp": 0.003,
+    "prompt_tuning": 0.1,
+    "p_tuning": 0.003,
 }
 
 
