@@ -40,7 +40,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from .checkpoint import load_pretrained
-from .model import SequenceClassifier
+from .model import SequenceClassifier, TokenClassifier
 import torch
 
 from .training import (Experiment, classification_loader, fit_and_evaluate, fit_linear_probe, fit_logistic_regression,
@@ -164,3 +164,73 @@ def bag_of_ngrams_baseline(n_train: int = N_TRAIN, ngram: int = 2) -> tuple[floa
     val_score, _, weight, bias, _ = fit_logistic_regression(x_train, y_train, x_val, y_val)
     test_score = ((x_test @ weight.T + bias).argmax(-1) == y_test).float().mean().item()
     return val_score, test_score, len(vocabulary)
+
+
+# ----------------------------------------------------------------------------- NER (token classification)
+# The NER counterpart of the standard recipe, used by the P-tuning v2 chapter and `benchmark ner`: the same
+# optimizer and schedule (AdamW, 10% warmup, linear decay), a task head on every token, entity-level F1 on the
+# 300 validation sentences (their held-out names never occur in training, see docs/world_and_tasks.md).
+
+NER_N_TRAIN = 800  # training sentences (of 1,500)
+NER_EPOCHS = 6
+NER_BATCH_SIZE = 32
+
+# Peak learning rate per method on NER (BERT backbone, seed 0, validation entity F1), from the sweep in
+# benchmarks/ner_lr_sweep.md (`python -m minitransformer.benchmark ner-sweep`); the GPT backbone reuses them.
+NER_LEARNING_RATES = {
+    "full": 0.003,
+    "frozen": 0.01,
+    "p_tuning_v2": 0.1,
+    "p_tuning_v2_mlp": 0.003,
+    "prompt_tuning": 0.1,
+    "p_tuning": 0.003,
+}
+
+
+@dataclass
+class NerSetup:
+    tokenizer: object
+    labels: list
+    train_loader: DataLoader
+    val_loader: DataLoader
+    test_loader: DataLoader
+    backbone: str
+
+
+def ner_setup(backbone: str = "bert", n_train: int = NER_N_TRAIN, seed: int = SEED) -> NerSetup:
+    """Loaders for the NER task, encoded for `backbone` ("bert" or "gpt")."""
+    from .training import token_classification_loader
+    from .world import load_task
+
+    task = load_task("ner")
+    _, tokenizer = load_pretrained(backbone)
+
+    def loader(examples, **kwargs):
+        return token_classification_loader(examples, tokenizer, backbone, task.labels, **kwargs)
+
+    return NerSetup(tokenizer, list(task.labels),
+                    loader(task.train[:n_train], batch_size=NER_BATCH_SIZE, shuffle=True, seed=seed),
+                    loader(task.validation, batch_size=100), loader(task.test, batch_size=100), backbone)
+
+
+def fresh_tagger(setup: NerSetup, seed: int = SEED) -> TokenClassifier:
+    """A new token classifier on a freshly loaded pretrained backbone; the same head init for a given seed."""
+    set_seed(seed)
+    backbone, _ = load_pretrained(setup.backbone)
+    return TokenClassifier(backbone, num_labels=len(setup.labels))
+
+
+def train_ner(name: str, model: nn.Module, setup: NerSetup, method: str, *, lr: float = None, epochs: int = NER_EPOCHS,
+              progress: bool = True) -> Experiment:
+    """Train `model` (its trainable parameters already chosen) with the NER recipe; score = validation entity F1,
+    with the curve tracked after every epoch."""
+    from .training import evaluate_entity_f1
+
+    if lr is None:
+        if method not in NER_LEARNING_RATES:
+            raise ValueError(f"No NER learning rate for method {method!r}; known: {sorted(NER_LEARNING_RATES)}. "
+                             f"Pass lr=... or add it to NER_LEARNING_RATES after a sweep.")
+        lr = NER_LEARNING_RATES[method]
+    return fit_and_evaluate(name, model, setup.train_loader, setup.val_loader, epochs=epochs, lr=lr,
+                            warmup_ratio=WARMUP_RATIO, schedule=SCHEDULE, track_curve=True, progress=progress,
+                            metric=lambda m, loader: evaluate_entity_f1(m, loader, setup.labels))
