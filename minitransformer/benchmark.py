@@ -264,8 +264,8 @@ NER_METHODS = {m.name: m for m in [
            _ptv2(num_virtual_tokens=PTV2_LENGTH, prompt_depth="input", encoder_reparameterization_type="LSTM",
                  encoder_hidden_size=128)),
 ]}
-NER_SWEEP_GRID = {"full": [3e-4, 1e-3, 3e-3], "p_tuning_v2": [1e-2, 3e-2, 1e-1], "prompt_tuning": [3e-2, 1e-1],
-                  "p_tuning": [1e-3, 3e-3], "p_tuning_v2_mlp": [3e-3], "frozen": [1e-2]}
+NER_SWEEP_GRID = {"full": [3e-4, 1e-3, 3e-3], "p_tuning_v2": [1e-2, 3e-2, 1e-1, 3e-1], "prompt_tuning": [3e-2, 1e-1, 3e-1],
+                  "p_tuning": [1e-3, 3e-3, 1e-2], "p_tuning_v2_mlp": [3e-3], "frozen": [1e-2]}
 # (backbone, methods, seeds) of the main NER benchmark (seed 0 of BERT comes from the sweep).
 NER_PLAN = [("bert", list(NER_METHODS), [0]), ("bert", ["full", "p_tuning_v2"], [1, 2]),
             ("gpt", ["full", "frozen", "p_tuning_v2"], [0])]
@@ -278,7 +278,7 @@ PTV2_SENTIMENT_PLAN = [("sentiment", "p_tuning_v2", [16, 4]), ("sentiment", "p_t
 
 def _ner_recipe() -> dict:
     return {"n_train": recipes.NER_N_TRAIN, "epochs": recipes.NER_EPOCHS, "batch_size": recipes.NER_BATCH_SIZE,
-            "warmup_ratio": recipes.WARMUP_RATIO, "schedule": recipes.SCHEDULE,
+            "warmup_ratio": recipes.WARMUP_RATIO, "schedule": recipes.SCHEDULE, "dropout": recipes.DROPOUT,
             "learning_rates": dict(recipes.NER_LEARNING_RATES)}
 
 
@@ -458,8 +458,8 @@ def _write(results: dict, name: str, table: str, out: Path) -> None:
 # ============================================================================= prompt tuning (chapter 6)
 # Everything of `python -m minitransformer.benchmark prompt_tuning` / `prompt_tuning_sweep` is in this block.
 #
-#     python -m minitransformer.benchmark prompt_tuning_sweep   # the lr sweep (3 runs, d=128): ~7 min
-#     python -m minitransformer.benchmark prompt_tuning         # init and scale (5 runs, d=16/32): ~5 min
+#     python -m minitransformer.benchmark prompt_tuning_sweep   # the lr sweep (3 runs, d=128): ~15 min
+#     python -m minitransformer.benchmark prompt_tuning         # init, length and scale (11 runs, d=16/32): ~15 min
 #
 # (CPU time at 1 thread; an idle 2-core laptop needs about that in wall time, a busy one several times more).
 # Prompt tuning reads the class from the frozen LM head (a verbaliser), so it needs no task head; the runs use the sentiment setup, seeds and schedule of the
@@ -468,10 +468,10 @@ def _write(results: dict, name: str, table: str, out: Path) -> None:
 PT_LADDER = ("gpt_d16", "gpt_d32", "gpt")  # GPT-mode backbones of growing width (d = 16, 32, 128), one tokenizer
 PT_VERBALIZER = [" bad", " good"]  # label words of classes 0 and 1; each one token
 PT_INIT_TEXT = " bad good"  # "class-label" init (TEXT): the label words, repeated to fill the prompt
-# (lr, epochs): three lrs on the standard 10-epoch budget (a longer budget did not fit the session's compute)
-PT_SWEEP = ((0.1, 10), (0.3, 10), (0.03, 10))
+# (lr, epochs): three lrs on the standard recipe's budget
+PT_SWEEP = ((0.03, recipes.EPOCHS), (0.1, recipes.EPOCHS), (0.3, recipes.EPOCHS))
 PT_LR = 0.3  # the sweep's choice (pt_sweep_best, benchmarks/prompt_tuning_sweep.md), checked by a test
-PT_EPOCHS = 10
+PT_EPOCHS = recipes.EPOCHS
 PT_MAX_PROMPT = 32  # the context left: max_seq_len 128 - inputs truncated to 96 tokens
 
 
@@ -486,15 +486,15 @@ class PromptTuningRun:
 
 
 def _pt_runs() -> list[PromptTuningRun]:
-    # The d=128, P=20, label-init run is the sweep's cell at (PT_LR, PT_EPOCHS). A d=128 run takes ~2.5 CPU-min (and
-    # 20 to 40 min of wall time on the shared machine this was made on), so the other runs use the narrower
-    # backbones. Full fine-tuning of d=128 is in sentiment.json. Not run yet, for lack of compute in the session that
-    # wrote this: RANDOM init, and prompt lengths 1, 5 and 32 (add them here and rerun).
-    return [PromptTuningRun("gpt_d32_text", backbone="gpt_d32"),
-            PromptTuningRun("gpt_d32_full", backbone="gpt_d32", method="full"),
-            PromptTuningRun("gpt_d32_sample_vocab", backbone="gpt_d32", init="SAMPLE_VOCAB"),
-            PromptTuningRun("gpt_d16_text", backbone="gpt_d16"),
-            PromptTuningRun("gpt_d16_full", backbone="gpt_d16", method="full")]
+    # The d=128, P=20, label-init run is the sweep's cell at (PT_LR, PT_EPOCHS): a d=128 run takes ~5 CPU-min, so
+    # the init and length comparisons run on the narrower backbones. Full fine-tuning of d=128 is in sentiment.json.
+    runs = []
+    for backbone in ("gpt_d16", "gpt_d32"):
+        runs += [PromptTuningRun(f"{backbone}_full", backbone=backbone, method="full"),
+                 *(PromptTuningRun(f"{backbone}_{init.lower()}", backbone=backbone, init=init)
+                   for init in ("TEXT", "SAMPLE_VOCAB", "RANDOM"))]
+    runs += [PromptTuningRun(f"gpt_d32_text_p{p}", backbone="gpt_d32", num_virtual_tokens=p) for p in (1, 5, PT_MAX_PROMPT)]
+    return runs
 
 
 PT_RUNS = {r.name: r for r in _pt_runs()}
@@ -511,8 +511,7 @@ def prompt_tuning_config(run: PromptTuningRun):
 def run_prompt_tuning(run: PromptTuningRun, lr: Optional[float] = None, epochs: Optional[int] = None,
                       progress: bool = True) -> tuple[dict, Optional[torch.Tensor]]:
     """One run on the sentiment setup: (its record, the trained (P, d) prompt or None for full fine-tuning)."""
-    from .checkpoint import load_pretrained
-    from .training import fit_and_evaluate, set_seed
+    from .training import fit_and_evaluate
 
     setup = recipes.sentiment_setup(seed=run.seed)  # the ladder shares the shipped tokenizer, so the same loaders
     if run.method == "full":
@@ -521,8 +520,7 @@ def run_prompt_tuning(run: PromptTuningRun, lr: Optional[float] = None, epochs: 
     else:
         from solutions.prompt_tuning import PromptTuningClassifier
 
-        set_seed(run.seed)
-        backbone, tokenizer = load_pretrained(run.backbone)
+        backbone, tokenizer = recipes.fresh_backbone(run.backbone, seed=run.seed)  # the recipe's dropout
         model = PromptTuningClassifier(backbone, tokenizer, prompt_tuning_config(run))
         lr, epochs = lr or PT_LR, epochs or PT_EPOCHS
     e = fit_and_evaluate(run.name, model, setup.train_loader, setup.val_loader, epochs=epochs, lr=lr,
@@ -541,7 +539,8 @@ def run_prompt_tuning(run: PromptTuningRun, lr: Optional[float] = None, epochs: 
 def _pt_recipe() -> dict:
     return {"n_train": recipes.N_TRAIN, "batch_size": recipes.BATCH_SIZE, "warmup_ratio": recipes.WARMUP_RATIO,
             "schedule": recipes.SCHEDULE, "lr": PT_LR, "epochs": PT_EPOCHS, "verbalizer": PT_VERBALIZER,
-            "init_text": PT_INIT_TEXT, "full_lr": recipes.LEARNING_RATES["full"], "full_epochs": recipes.EPOCHS}
+            "init_text": PT_INIT_TEXT, "full_lr": recipes.LEARNING_RATES["full"], "full_epochs": recipes.EPOCHS,
+            "dropout": recipes.DROPOUT}
 
 
 def prompt_tuning_table(results: dict) -> str:
@@ -603,7 +602,7 @@ def _prompt_tuning_command(args) -> int:
             record, prompts[f"lr{lr:g}_ep{ep}"] = run_prompt_tuning(PromptTuningRun(f"sweep_lr{lr:g}_ep{ep}"), lr=lr,
                                                                     epochs=ep)
             runs.append(record)
-        results = {"threads": args.threads, "seconds": round(time.perf_counter() - started), "runs": runs}
+        results = {"recipe": _pt_recipe(), "threads": args.threads, "seconds": round(time.perf_counter() - started), "runs": runs}
         args.out.mkdir(parents=True, exist_ok=True)
         save_file(prompts, str(args.out / "prompt_tuning_sweep_prompts.safetensors"))
         _write(results, "prompt_tuning_sweep", prompt_tuning_sweep_table(results), args.out)
@@ -632,11 +631,11 @@ def _prompt_tuning_command(args) -> int:
 
 
 def _add_prompt_tuning_parsers(sub) -> None:
-    pt = sub.add_parser("prompt_tuning", help="chapter 6: init and scale runs (5 runs, ~5 CPU-min)")
+    pt = sub.add_parser("prompt_tuning", help="chapter 6: init, length and scale runs (11 runs, ~15 CPU-min)")
     pt.add_argument("--runs", nargs="+", choices=list(PT_RUNS), help="a subset of the runs (default: all)")
     pt.add_argument("--combine", nargs="+", type=Path, metavar="DIR",
                     help="merge the results of several --runs subsets (written with --out DIR) into --out")
-    sweep = sub.add_parser("prompt_tuning_sweep", help="chapter 6: the lr sweep on d=128 (3 runs, ~7 CPU-min)")
+    sweep = sub.add_parser("prompt_tuning_sweep", help="chapter 6: the lr sweep on d=128 (3 runs, ~15 CPU-min)")
     for p in (pt, sweep):
         p.add_argument("--out", type=Path, default=RESULTS_DIR)
         p.add_argument("--threads", type=int, default=1, help="torch threads; results are reproducible per count")
@@ -775,7 +774,7 @@ def p_tuning_run(backbone: str, config: str, seed: int, lr: Optional[float] = No
 
     torch.set_num_threads(threads)
     kind, anchors = P_TUNING_CONFIGS[config]
-    model, tokenizer = load_pretrained(backbone)
+    model, tokenizer = recipes.fresh_backbone(backbone, seed)  # the recipe's dropout (off)
     run = p_tune_probe(model, tokenizer, load_task("probing"), kind=kind, anchors=anchors, lr=lr, seed=seed,
                        progress=False)
     from minitransformer.training import PLATEAU_MARGIN
@@ -863,7 +862,7 @@ def p_tuning_main(argv: list[str]) -> int:
     if args.command == "p_tuning_sweep":
         cells = [(c, lr) for c in P_TUNING_SWEEP_GRID for lr in P_TUNING_SWEEP_GRID[c]]
         runs = [p_tuning_run("gpt", c, 0, lr, args.threads) for c, lr in tqdm(cells, desc="p_tuning_sweep")]
-        results = {"command": command, "backbone": "gpt", "seed": 0, "threads": args.threads,
+        results = {"command": command, "backbone": "gpt", "seed": 0, "threads": args.threads, "dropout": recipes.DROPOUT,
                    "seconds": round(time.perf_counter() - started), "runs": runs}
         _write(results, "p_tuning_lr_sweep", p_tuning_sweep_table(results), args.out)
         return 0
@@ -881,6 +880,7 @@ def p_tuning_main(argv: list[str]) -> int:
     from minitransformer.checkpoint import model_card
 
     results = {"command": "python -m minitransformer.benchmark p_tuning", "threads": args.threads,
+               "dropout": recipes.DROPOUT,
                "checkpoints": {b: model_card(b)["sha256"] for b in order},
                "discrete": {b: discrete[b] for b in order if b in discrete}, "runs": runs,
                "summary": p_tuning_summary(runs)}
