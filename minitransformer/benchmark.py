@@ -458,8 +458,8 @@ def _write(results: dict, name: str, table: str, out: Path) -> None:
 # ============================================================================= prompt tuning (chapter 6)
 # Everything of `python -m minitransformer.benchmark prompt_tuning` / `prompt_tuning_sweep` is in this block.
 #
-#     python -m minitransformer.benchmark prompt_tuning_sweep   # the lr sweep (3 runs, d=128): ~15 min
-#     python -m minitransformer.benchmark prompt_tuning         # init, length and scale (11 runs, d=16/32): ~15 min
+#     python -m minitransformer.benchmark prompt_tuning_sweep   # the lr sweep (4 runs, d=128): ~15 min
+#     python -m minitransformer.benchmark prompt_tuning         # init, length, scale, a 3x budget (12 runs): ~25 min
 #
 # (CPU time at 1 thread; an idle 2-core laptop needs about that in wall time, a busy one several times more).
 # Prompt tuning reads the class from the frozen LM head (a verbaliser), so it needs no task head; the runs use the sentiment setup, seeds and schedule of the
@@ -469,7 +469,7 @@ PT_LADDER = ("gpt_d16", "gpt_d32", "gpt")  # GPT-mode backbones of growing width
 PT_VERBALIZER = [" bad", " good"]  # label words of classes 0 and 1; each one token
 PT_INIT_TEXT = " bad good"  # "class-label" init (TEXT): the label words, repeated to fill the prompt
 # (lr, epochs): three lrs on the standard recipe's budget
-PT_SWEEP = ((0.03, recipes.EPOCHS), (0.1, recipes.EPOCHS), (0.3, recipes.EPOCHS))
+PT_SWEEP = tuple((lr, recipes.EPOCHS) for lr in (0.03, 0.1, 0.3, 1.0))
 PT_LR = 0.3  # the sweep's choice (pt_sweep_best, benchmarks/prompt_tuning_sweep.md), checked by a test
 PT_EPOCHS = recipes.EPOCHS
 PT_MAX_PROMPT = 32  # the context left: max_seq_len 128 - inputs truncated to 96 tokens
@@ -483,6 +483,7 @@ class PromptTuningRun:
     num_virtual_tokens: int = 20
     init: str = "TEXT"
     seed: int = 0
+    epochs: Optional[int] = None  # None: PT_EPOCHS (full fine-tuning: the standard recipe's)
 
 
 def _pt_runs() -> list[PromptTuningRun]:
@@ -494,6 +495,8 @@ def _pt_runs() -> list[PromptTuningRun]:
                  *(PromptTuningRun(f"{backbone}_{init.lower()}", backbone=backbone, init=init)
                    for init in ("TEXT", "SAMPLE_VOCAB", "RANDOM"))]
     runs += [PromptTuningRun(f"gpt_d32_text_p{p}", backbone="gpt_d32", num_virtual_tokens=p) for p in (1, 5, PT_MAX_PROMPT)]
+    # Converged or not: the d=128 sweep's curves still rise at PT_EPOCHS, so one run trains three times as long.
+    runs.append(PromptTuningRun("gpt_text_3x_epochs", backbone="gpt", epochs=3 * PT_EPOCHS))
     return runs
 
 
@@ -522,11 +525,12 @@ def run_prompt_tuning(run: PromptTuningRun, lr: Optional[float] = None, epochs: 
 
         backbone, tokenizer = recipes.fresh_backbone(run.backbone, seed=run.seed)  # the recipe's dropout
         model = PromptTuningClassifier(backbone, tokenizer, prompt_tuning_config(run))
-        lr, epochs = lr or PT_LR, epochs or PT_EPOCHS
+        lr, epochs = lr or PT_LR, epochs or run.epochs or PT_EPOCHS
     e = fit_and_evaluate(run.name, model, setup.train_loader, setup.val_loader, epochs=epochs, lr=lr,
                          warmup_ratio=recipes.WARMUP_RATIO, schedule=recipes.SCHEDULE, track_curve=True,
                          progress=progress)
-    record = {"name": run.name, **{k: v for k, v in vars(run).items() if k != "name"}, "lr": lr, "epochs": epochs,
+    record = {"name": run.name, **{k: v for k, v in vars(run).items() if k not in ("name", "epochs")}, "lr": lr,
+              "epochs": epochs,
               "validation": round(e.score, 4), "test": round(evaluate_accuracy(e.model, setup.test_loader), 4),
               "curve": [round(s, 4) for s in e.curve], "train_accuracy": round(e.train_accuracy, 4),
               "majority": round(e.majority, 4), "on_plateau": e.on_plateau, "trainable": e.trainable,
@@ -544,18 +548,22 @@ def _pt_recipe() -> dict:
 
 
 def prompt_tuning_table(results: dict) -> str:
-    lines = [f"Prompt tuning on sentiment (validation accuracy, 500 reviews), seed 0; {PT_EPOCHS} epochs at lr "
-             f"{PT_LR:g} (AdamW, {recipes.WARMUP_RATIO:.0%} warmup, linear decay); verbaliser {PT_VERBALIZER}. "
-             f"Full fine-tuning: the standard recipe. Total runtime {results['seconds'] / 60:.0f} min of wall time "
-             f"({results['threads']} thread per run, on a shared 2-core machine; about a third of that idle).",
+    from .training import still_rising
+
+    lines = [f"Prompt tuning on sentiment (validation accuracy, 500 reviews), seed 0; {PT_EPOCHS} epochs unless the "
+             f"table says otherwise, at lr {PT_LR:g} (AdamW, {recipes.WARMUP_RATIO:.0%} warmup, linear decay); "
+             f"verbaliser {PT_VERBALIZER}. Full fine-tuning: the standard recipe. Total runtime "
+             f"{results['seconds'] / 60:.0f} min of wall time ({results['threads']} thread per run).",
              "",
-             "| run | backbone | method | P | init | trainable | validation | test | train accuracy | plateau? |",
-             "|---|---|---|---:|---|---:|---:|---:|---:|---|"]
+             "| run | backbone | method | P | init | epochs | trainable | validation | test | train accuracy | plateau? "
+             "| curve still rising? |",
+             "|---|---|---|---:|---|---:|---:|---:|---:|---:|---|---|"]
     for r in results["runs"]:
         full = r["method"] == "full"
         lines.append(f"| {r['name']} | {r['backbone']} | {r['method']} | {'' if full else r['num_virtual_tokens']} | "
-                     f"{'' if full else r['init']} | {r['trainable']:,} | {r['validation']:.3f} | {r['test']:.3f} | "
-                     f"{r['train_accuracy']:.3f} | {'yes' if r['on_plateau'] else 'no'} |")
+                     f"{'' if full else r['init']} | {r['epochs']} | {r['trainable']:,} | {r['validation']:.3f} | "
+                     f"{r['test']:.3f} | {r['train_accuracy']:.3f} | {'yes' if r['on_plateau'] else 'no'} | "
+                     f"{'yes' if still_rising(r['curve']) else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -597,12 +605,23 @@ def _prompt_tuning_command(args) -> int:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     if args.command == "prompt_tuning_sweep":
-        runs, prompts = [], {}
-        for lr, ep in tqdm(PT_SWEEP, desc="prompt tuning sweep", unit="run"):
+        grid = [(lr, PT_EPOCHS) for lr in args.lrs] if args.lrs else list(PT_SWEEP)
+        runs, prompts, seconds = [], {}, 0
+        path = args.out / "prompt_tuning_sweep.json"
+        if args.lrs and path.exists():  # add cells to the committed sweep, if it ran on the same recipe
+            old = json.loads(path.read_text())
+            if _pt_recipe() | {"lr": None} == old.get("recipe", {}) | {"lr": None}:
+                old_prompts = load_prompts("prompt_tuning_sweep", args.out)
+                runs = [r for r in old["runs"] if (r["lr"], r["epochs"]) not in grid]
+                prompts = {f"lr{r['lr']:g}_ep{r['epochs']}": old_prompts[f"lr{r['lr']:g}_ep{r['epochs']}"] for r in runs}
+                seconds = old["seconds"]
+        for lr, ep in tqdm(grid, desc="prompt tuning sweep", unit="run"):
             record, prompts[f"lr{lr:g}_ep{ep}"] = run_prompt_tuning(PromptTuningRun(f"sweep_lr{lr:g}_ep{ep}"), lr=lr,
                                                                     epochs=ep)
             runs.append(record)
-        results = {"recipe": _pt_recipe(), "threads": args.threads, "seconds": round(time.perf_counter() - started), "runs": runs}
+        runs.sort(key=lambda r: (r["lr"], r["epochs"]))
+        results = {"recipe": _pt_recipe(), "threads": args.threads,
+                   "seconds": seconds + round(time.perf_counter() - started), "runs": runs}
         args.out.mkdir(parents=True, exist_ok=True)
         save_file(prompts, str(args.out / "prompt_tuning_sweep_prompts.safetensors"))
         _write(results, "prompt_tuning_sweep", prompt_tuning_sweep_table(results), args.out)
@@ -631,11 +650,13 @@ def _prompt_tuning_command(args) -> int:
 
 
 def _add_prompt_tuning_parsers(sub) -> None:
-    pt = sub.add_parser("prompt_tuning", help="chapter 6: init, length and scale runs (11 runs, ~15 CPU-min)")
+    pt = sub.add_parser("prompt_tuning", help="chapter 6: init, length, budget and scale runs (12 runs, ~25 CPU-min)")
     pt.add_argument("--runs", nargs="+", choices=list(PT_RUNS), help="a subset of the runs (default: all)")
     pt.add_argument("--combine", nargs="+", type=Path, metavar="DIR",
                     help="merge the results of several --runs subsets (written with --out DIR) into --out")
-    sweep = sub.add_parser("prompt_tuning_sweep", help="chapter 6: the lr sweep on d=128 (3 runs, ~15 CPU-min)")
+    sweep = sub.add_parser("prompt_tuning_sweep", help="chapter 6: the lr sweep on d=128 (4 runs, ~15 CPU-min)")
+    sweep.add_argument("--lrs", type=float, nargs="+", help="run only these learning rates and merge them into the "
+                       "committed sweep (same recipe)")
     for p in (pt, sweep):
         p.add_argument("--out", type=Path, default=RESULTS_DIR)
         p.add_argument("--threads", type=int, default=1, help="torch threads; results are reproducible per count")
@@ -763,7 +784,7 @@ def _merged(runs: list[dict], path: Path, seed: Optional[int], key: Callable[[di
 # P_TUNING_LR. Kept in one block; chapter 7 loads benchmarks/p_tuning.json and p_tuning_lr_sweep.json.
 
 P_TUNING_CONFIGS = {"LSTM": ("LSTM", False), "NONE": ("NONE", False), "LSTM/anchors": ("LSTM", True)}
-P_TUNING_SWEEP_GRID = {"LSTM": [1e-3, 3e-3, 1e-2], "NONE": [1e-2, 3e-2, 1e-1]}
+P_TUNING_SWEEP_GRID = {"LSTM": [1e-3, 3e-3, 1e-2], "NONE": [3e-3, 1e-2, 3e-2, 1e-1]}
 
 
 def p_tuning_run(backbone: str, config: str, seed: int, lr: Optional[float] = None, threads: int = 1) -> dict:
