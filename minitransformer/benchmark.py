@@ -857,10 +857,11 @@ def p_tuning_table(results: dict) -> str:
 
 def p_tuning_sweep_table(results: dict) -> str:
     lines = [f"P-tuning learning-rate sweep ({results['backbone']}, seed {results['seed']}; `{results['command']}`)", "",
-             "| encoder | lr | validation | test | train accuracy |", "|---|---|---|---|---|"]
+             "| encoder | lr | validation | test | train accuracy | majority answer's share | plateau? |",
+             "|---|---|---|---|---|---|---|"]
     for run in results["runs"]:
         lines.append(f"| {run['config']} | {run['lr']:g} | {run['validation']:.3f} | {run['test']:.3f} | "
-                     f"{run['train_accuracy']:.3f} |")
+                     f"{run['train_accuracy']:.3f} | {run['majority']:.3f} | {'yes' if run['on_plateau'] else 'no'} |")
     best = {}
     for run in results["runs"]:
         if run["config"] not in best or run["validation"] > best[run["config"]]["validation"]:
@@ -881,11 +882,14 @@ def p_tuning_main(argv: list[str]) -> int:
     command = "python -m minitransformer.benchmark " + " ".join(argv)
     started = time.perf_counter()
     if args.command == "p_tuning_sweep":
+        # GPT's sweep sets P_TUNING_LR; `--backbones bert` writes p_tuning_lr_sweep_bert (BERT's own evidence).
+        backbone = args.backbones[0] if args.backbones != ["gpt", "bert"] else "gpt"
         cells = [(c, lr) for c in P_TUNING_SWEEP_GRID for lr in P_TUNING_SWEEP_GRID[c]]
-        runs = [p_tuning_run("gpt", c, 0, lr, args.threads) for c, lr in tqdm(cells, desc="p_tuning_sweep")]
-        results = {"command": command, "backbone": "gpt", "seed": 0, "threads": args.threads, "dropout": recipes.DROPOUT,
-                   "seconds": round(time.perf_counter() - started), "runs": runs}
-        _write(results, "p_tuning_lr_sweep", p_tuning_sweep_table(results), args.out)
+        runs = [p_tuning_run(backbone, c, 0, lr, args.threads) for c, lr in tqdm(cells, desc="p_tuning_sweep")]
+        results = {"command": command, "backbone": backbone, "seed": 0, "threads": args.threads,
+                   "dropout": recipes.DROPOUT, "seconds": round(time.perf_counter() - started), "runs": runs}
+        name = "p_tuning_lr_sweep" + ("" if backbone == "gpt" else f"_{backbone}")
+        _write(results, name, p_tuning_sweep_table(results), args.out)
         return 0
     # Re-running some backbones keeps the committed runs of the others (e.g. after re-pretraining BERT).
     path = args.out / "p_tuning.json"

@@ -4,8 +4,9 @@ Full fine-tuning, LoRA and prefix tuning (with its ablations) on the E2E-style t
 same data, order, schedule and budget. One command runs, in this order (about 15 CPU-minutes):
 
     sweep      every method at three learning rates, seed 0, N_TRAIN examples (validation BLEU picks the lr)
-    low_data   full fine-tuning and prefix tuning on LOW_DATA_N examples, three seeds (a different random
-               subset per seed), at the sweep's learning rates
+    low_data   full fine-tuning and prefix tuning on LOW_DATA_N examples: first their own learning-rate
+               sweep (seed 0; the best rate with 400 examples need not be the best with 50), then three
+               seeds at its best rate (a different random subset per seed)
     length     prefix tuning with other numbers of virtual tokens (LENGTHS; P = 10 is in the sweep)
 
 Scores are on the first EVAL_N validation MRs (and test MRs, except in the sweep): greedy
@@ -61,7 +62,8 @@ LABELS = {"full": "full fine-tuning", "lora": "LoRA q,v r=8", "prefix": "prefix 
           "prefix_no_mlp": "prefix tuning, no MLP", "prompt": "embedding-only prefix (prompt tuning)"}
 SWEEP = {"full": [3e-4, 1e-3, 3e-3, 1e-2, 3e-2], "lora": [3e-3, 1e-2, 3e-2], "prefix": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
          "prefix_no_mlp": [1e-2, 3e-2, 1e-1, 3e-1], "prompt": [3e-2, 1e-1, 3e-1, 1.0, 3.0]}
-LOW_DATA_METHODS = ("full", "prefix")
+LOW_DATA_SWEEP = {"full": [1e-3, 3e-3, 1e-2], "prefix": [1e-3, 3e-3, 1e-2]}  # seed 0, LOW_DATA_N examples
+LOW_DATA_METHODS = tuple(LOW_DATA_SWEEP)
 SEEDS = (0, 1, 2)
 LENGTHS: tuple[int, ...] = (1, 5, 20)  # prefix lengths besides RECIPE's P = 10, at the sweep's lr, seed 0
 
@@ -98,7 +100,7 @@ def run_one(kind: str, method: str, seed: int, lr: float, num_virtual_tokens: in
     from .world import load_task
 
     task = task or load_task("data_to_text")
-    low = kind == "low_data"
+    low = kind in ("low_data", "low_data_sweep")
     if low:
         train_examples = random.Random(seed).sample(task.train, RECIPE["low_data_n"])
         epochs, batch_size = RECIPE["low_data_epochs"], RECIPE["low_data_batch_size"]
@@ -120,7 +122,7 @@ def run_one(kind: str, method: str, seed: int, lr: float, num_virtual_tokens: in
     record = {"kind": kind, "method": method, "label": LABELS[method], "seed": seed, "lr": lr,
               "n_train": len(train_examples), "epochs": epochs, "num_virtual_tokens": num_virtual_tokens,
               "validation": _scores(model, task.validation[:RECIPE["eval_n"]], tokenizer)}
-    if kind != "sweep":
+    if kind not in ("sweep", "low_data_sweep"):
         record["test"] = _scores(model, task.test[:RECIPE["eval_n"]], tokenizer)
     majority = majority_share(train_loader)
     record.update({"curve": [round(x, 4) for x in result.curve], "train_accuracy": round(result.train_accuracy, 4),
@@ -137,20 +139,28 @@ def _scores(model, examples, tokenizer) -> dict:
     return {"bleu": round(scores["bleu"], 2), "slot_error_rate": round(scores["slot_error_rate"], 4)}
 
 
-def best_learning_rates(runs: list[dict]) -> dict[str, float]:
-    """Per method, the swept lr with the best validation BLEU."""
+def best_learning_rates(runs: list[dict], kind: str = "sweep") -> dict[str, float]:
+    """Per method, the lr with the best validation BLEU among the runs of `kind` ("sweep" or "low_data_sweep")."""
     best: dict[str, dict] = {}
     for run in runs:
-        if run["kind"] == "sweep" and (run["method"] not in best
+        if run["kind"] == kind and (run["method"] not in best
                                        or run["validation"]["bleu"] > best[run["method"]]["validation"]["bleu"]):
             best[run["method"]] = run
     return {method: run["lr"] for method, run in best.items()}
 
 
-def cells_after_sweep(learning_rates: dict[str, float]) -> list[tuple[str, str, int, float, int]]:
-    """(kind, method, seed, lr, P) of every run after the sweep, at the sweep's best learning rates."""
+def sweep_cells() -> list[tuple[str, str, int, float, int]]:
+    """(kind, method, seed, lr, P) of the two learning-rate sweeps: full data, then low data."""
     P = RECIPE["num_virtual_tokens"]
-    return ([("low_data", m, s, learning_rates[m], P) for m in LOW_DATA_METHODS for s in SEEDS]
+    return ([("sweep", m, 0, lr, P) for m, grid in SWEEP.items() for lr in grid]
+            + [("low_data_sweep", m, 0, lr, P) for m, grid in LOW_DATA_SWEEP.items() for lr in grid])
+
+
+def cells_after_sweep(learning_rates: dict[str, float],
+                      low_data_learning_rates: dict[str, float]) -> list[tuple[str, str, int, float, int]]:
+    """(kind, method, seed, lr, P) of every run after the sweeps, at their best learning rates."""
+    P = RECIPE["num_virtual_tokens"]
+    return ([("low_data", m, s, low_data_learning_rates[m], P) for m in LOW_DATA_METHODS for s in SEEDS]
             + [("length", "prefix", 0, learning_rates["prefix"], p) for p in LENGTHS])
 
 
@@ -191,8 +201,14 @@ def markdown_table(results: dict) -> str:
         lines.append(f"| {run['label']} | {run['trainable']:,} ({100 * run['trainable'] / run['backbone_total']:.2f}%) | "
                      f"{run['stored']:,} ({100 * run['stored'] / run['backbone_total']:.2f}%) | "
                      f"{run['validation']['bleu']:.2f} | {run['validation']['slot_error_rate']:.3f} |")
+    low_lrs = results["low_data_learning_rates"]
     lines += ["", f"### Low data: {r['low_data_n']} training MRs, {r['low_data_epochs']} epochs, batch "
               f"{r['low_data_batch_size']}, seeds 0-2 (a different random subset per seed), mean ± sd", "",
+              "Each method's learning rate comes from its own low-data sweep (seed 0, validation BLEU, the best in "
+              "bold): " + "; ".join(f"{LABELS[m]}: " + ", ".join(
+                  (f"**{x['lr']:g}: {x['validation']['bleu']:.1f}**" if x["lr"] == low_lrs[m] else
+                   f"{x['lr']:g}: {x['validation']['bleu']:.1f}") for x in runs_of(results, "low_data_sweep", m))
+                  for m in LOW_DATA_METHODS) + ".", "",
               "| method | val BLEU | val SER | test BLEU | test SER |", "|---|---:|---:|---:|---:|"]
     for method in LOW_DATA_METHODS:
         runs = runs_of(results, "low_data", method)
@@ -264,12 +280,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     started = time.perf_counter()
     results = {"recipe": RECIPE, "sweep_grid": SWEEP, "threads": args.threads, "runs": []}
     cached = _committed_cells(args.out, args.threads)
-    sweep = [("sweep", m, 0, lr, RECIPE["num_virtual_tokens"]) for m, grid in SWEEP.items() for lr in grid]
-    with tqdm(total=len(sweep) + len(cells_after_sweep({m: 0.0 for m in SWEEP})), desc=NAME, unit="run") as bar:
-        for stage in ("sweep", "rest"):
+    results["low_data_grid"] = LOW_DATA_SWEEP
+    sweeps = sweep_cells()
+    zeros = {m: 0.0 for m in SWEEP}
+    with tqdm(total=len(sweeps) + len(cells_after_sweep(zeros, zeros)), desc=NAME, unit="run") as bar:
+        for stage in ("sweeps", "rest"):
             if stage == "rest":
                 results["learning_rates"] = best_learning_rates(results["runs"])
-            for cell in (sweep if stage == "sweep" else cells_after_sweep(results["learning_rates"])):
+                results["low_data_learning_rates"] = best_learning_rates(results["runs"], "low_data_sweep")
+            for cell in (sweeps if stage == "sweeps" else
+                         cells_after_sweep(results["learning_rates"], results["low_data_learning_rates"])):
                 if cell in cached:  # the same cell, recipe and thread count: deterministic, so not run again
                     results["runs"].append(cached[cell])
                 else:

@@ -375,9 +375,13 @@ SENTIMENT_VERBALIZER = ["bad", "good"]  # label 0, label 1
 
 
 def p_tune_sentiment(backbone, tokenizer, *, kind: str = "LSTM", lr: Optional[float] = None, seed: int = 0,
-                     n_train: int = 1000, epochs: int = 10, batch_size: int = 32, progress: bool = True) -> dict:
-    """P-tune a (3, X, 3, Y) template on the sentiment reviews; validation accuracy after every epoch."""
-    from minitransformer.recipes import SCHEDULE, WARMUP_RATIO
+                     n_train: int = 1000, epochs: Optional[int] = None, batch_size: int = 32,
+                     progress: bool = True) -> dict:
+    """P-tune a (3, X, 3, Y) template on the sentiment reviews (the standard recipe's data, schedule and budget);
+    validation accuracy after every epoch."""
+    from minitransformer.recipes import EPOCHS, SCHEDULE, WARMUP_RATIO
+
+    epochs = EPOCHS if epochs is None else epochs
     from minitransformer.training import majority_share, set_seed, train
     from minitransformer.world import load_task
 

@@ -20,16 +20,16 @@ def results():
 def test_every_cell_is_there_on_the_current_recipe(results):
     assert results["recipe"] == bench.RECIPE, \
         "the recipe changed since the benchmark ran: rerun `python -m minitransformer.benchmark data_to_text`"
-    assert results["sweep_grid"] == bench.SWEEP
-    expected = [("sweep", m, 0, lr, bench.RECIPE["num_virtual_tokens"]) for m, grid in bench.SWEEP.items() for lr in grid]
-    expected += bench.cells_after_sweep(results["learning_rates"])
+    assert results["sweep_grid"] == bench.SWEEP and results["low_data_grid"] == bench.LOW_DATA_SWEEP
+    expected = bench.sweep_cells() + bench.cells_after_sweep(results["learning_rates"], results["low_data_learning_rates"])
     got = [(r["kind"], r["method"], r["seed"], r["lr"], r["num_virtual_tokens"]) for r in results["runs"]]
     assert got == expected
 
 
 def test_learning_rates_are_the_best_of_the_sweep(results):
     assert results["learning_rates"] == bench.best_learning_rates(results["runs"])
-    for method, grid in bench.SWEEP.items():
+    assert results["low_data_learning_rates"] == bench.best_learning_rates(results["runs"], "low_data_sweep")
+    for method, grid in [*bench.SWEEP.items(), *bench.LOW_DATA_SWEEP.items()]:
         assert len(grid) >= 3, f"the sweep must try at least 3 learning rates for {method}"
 
 
@@ -42,7 +42,7 @@ def test_runs_are_complete_records(results):
     for run in results["runs"]:
         assert len(run["curve"]) == run["epochs"] and len(run["losses"]) > 0
         assert 0 <= run["validation"]["slot_error_rate"] <= 1 and 0 <= run["validation"]["bleu"] <= 100
-        assert ("test" in run) == (run["kind"] != "sweep")
+        assert ("test" in run) == (run["kind"] not in ("sweep", "low_data_sweep"))
         assert run["stored"] <= run["trainable"] or run["method"] == "prompt"  # a prompt exports to a bigger prefix
         if run["method"].startswith("prefix") or run["method"] == "prompt":
             assert run["stored"] == run["num_virtual_tokens"] * 4 * 2 * 128  # P * L * 2d
