@@ -459,7 +459,7 @@ def _write(results: dict, name: str, table: str, out: Path) -> None:
 # Everything of `python -m minitransformer.benchmark prompt_tuning` / `prompt_tuning_sweep` is in this block.
 #
 #     python -m minitransformer.benchmark prompt_tuning_sweep   # the lr sweep (4 runs, d=128): ~15 min
-#     python -m minitransformer.benchmark prompt_tuning         # init, length, scale, a 3x budget (12 runs): ~25 min
+#     python -m minitransformer.benchmark prompt_tuning         # init, length, scale, a 3x budget (16 runs): ~50 min
 #
 # (CPU time at 1 thread; an idle 2-core laptop needs about that in wall time, a busy one several times more).
 # Prompt tuning reads the class from the frozen LM head (a verbaliser), so it needs no task head; the runs use the sentiment setup, seeds and schedule of the
@@ -495,8 +495,12 @@ def _pt_runs() -> list[PromptTuningRun]:
                  *(PromptTuningRun(f"{backbone}_{init.lower()}", backbone=backbone, init=init)
                    for init in ("TEXT", "SAMPLE_VOCAB", "RANDOM"))]
     runs += [PromptTuningRun(f"gpt_d32_text_p{p}", backbone="gpt_d32", num_virtual_tokens=p) for p in (1, 5, PT_MAX_PROMPT)]
-    # Converged or not: the d=128 sweep's curves still rise at PT_EPOCHS, so one run trains three times as long.
-    runs.append(PromptTuningRun("gpt_text_3x_epochs", backbone="gpt", epochs=3 * PT_EPOCHS))
+    # Converged or not: the d=128 sweep's curves still rise at PT_EPOCHS, so the label-init run of every size of the
+    # ladder also trains three times as long.
+    runs += [PromptTuningRun(f"{b}_text_3x_epochs", backbone=b, epochs=3 * PT_EPOCHS) for b in PT_LADDER]
+    # The init comparison where prompt tuning trains: d=128 at the longer budget (the small models stay on the plateau).
+    runs += [PromptTuningRun(f"gpt_{init.lower()}_3x_epochs", backbone="gpt", init=init, epochs=3 * PT_EPOCHS)
+             for init in ("SAMPLE_VOCAB", "RANDOM")]
     return runs
 
 
@@ -650,7 +654,7 @@ def _prompt_tuning_command(args) -> int:
 
 
 def _add_prompt_tuning_parsers(sub) -> None:
-    pt = sub.add_parser("prompt_tuning", help="chapter 6: init, length, budget and scale runs (12 runs, ~25 CPU-min)")
+    pt = sub.add_parser("prompt_tuning", help="chapter 6: init, length, budget and scale runs (16 runs, ~50 CPU-min)")
     pt.add_argument("--runs", nargs="+", choices=list(PT_RUNS), help="a subset of the runs (default: all)")
     pt.add_argument("--combine", nargs="+", type=Path, metavar="DIR",
                     help="merge the results of several --runs subsets (written with --out DIR) into --out")
