@@ -264,8 +264,9 @@ NER_METHODS = {m.name: m for m in [
            _ptv2(num_virtual_tokens=PTV2_LENGTH, prompt_depth="input", encoder_reparameterization_type="LSTM",
                  encoder_hidden_size=128)),
 ]}
-NER_SWEEP_GRID = {"full": [3e-4, 1e-3, 3e-3], "p_tuning_v2": [1e-2, 3e-2, 1e-1, 3e-1], "prompt_tuning": [3e-2, 1e-1, 3e-1],
-                  "p_tuning": [1e-3, 3e-3, 1e-2], "p_tuning_v2_mlp": [3e-3], "frozen": [1e-2]}
+NER_SWEEP_GRID = {"full": [3e-4, 1e-3, 3e-3, 1e-2], "p_tuning_v2": [1e-2, 3e-2, 1e-1, 3e-1],
+                  "prompt_tuning": [3e-2, 1e-1, 3e-1, 1.0], "p_tuning": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
+                  "p_tuning_v2_mlp": [1e-3, 3e-3, 1e-2, 3e-2], "frozen": [3e-3, 1e-2, 3e-2, 1e-1, 3e-1]}
 # (backbone, methods, seeds) of the main NER benchmark (seed 0 of BERT comes from the sweep).
 NER_PLAN = [("bert", list(NER_METHODS), [0]), ("bert", ["full", "p_tuning_v2"], [1, 2]),
             ("gpt", ["full", "frozen", "p_tuning_v2"], [0])]
@@ -398,7 +399,7 @@ def ptv2_main(command: str, out: Path = RESULTS_DIR, threads: int = 1) -> int:
                  for task, method, lengths in plan for n in lengths]
     sweep_path = Path(out) / "ner_lr_sweep.json"
     cached = {}
-    if command == "ner" and sweep_path.exists():
+    if command in ("ner", "ner-sweep") and sweep_path.exists():  # deterministic cells of the committed sweep
         sweep = json.loads(sweep_path.read_text())
         if sweep["recipe"] | {"learning_rates": None} == _ner_recipe() | {"learning_rates": None}:
             cached = {_cell_key(r): r for r in sweep["runs"]}
