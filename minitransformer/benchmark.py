@@ -265,8 +265,8 @@ NER_METHODS = {m.name: m for m in [
                  encoder_hidden_size=128)),
 ]}
 NER_SWEEP_GRID = {"full": [3e-4, 1e-3, 3e-3, 1e-2], "p_tuning_v2": [1e-2, 3e-2, 1e-1, 3e-1],
-                  "prompt_tuning": [3e-2, 1e-1, 3e-1, 1.0], "p_tuning": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
-                  "p_tuning_v2_mlp": [1e-3, 3e-3, 1e-2, 3e-2], "frozen": [3e-3, 1e-2, 3e-2, 1e-1, 3e-1]}
+                  "prompt_tuning": [3e-2, 1e-1, 3e-1, 1.0], "p_tuning": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0],
+                  "p_tuning_v2_mlp": [1e-3, 3e-3, 1e-2, 3e-2], "frozen": [3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0]}
 # (backbone, methods, seeds) of the main NER benchmark (seed 0 of BERT comes from the sweep).
 NER_PLAN = [("bert", list(NER_METHODS), [0]), ("bert", ["full", "p_tuning_v2"], [1, 2]),
             ("gpt", ["full", "frozen", "p_tuning_v2"], [0])]

@@ -190,11 +190,11 @@ NER_BATCH_SIZE = 32
 # benchmarks/ner_lr_sweep.md (`python -m minitransformer.benchmark ner-sweep`); the GPT backbone reuses them.
 NER_LEARNING_RATES = {
     "full": 0.003,
-    "frozen": 0.01,
+    "frozen": 0.3,
     "p_tuning_v2": 0.1,
-    "p_tuning_v2_mlp": 0.003,
-    "prompt_tuning": 0.1,
-    "p_tuning": 0.003,
+    "p_tuning_v2_mlp": 0.01,
+    "prompt_tuning": 0.3,
+    "p_tuning": 0.3,
 }
 
 
