@@ -182,14 +182,20 @@ def ablation_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _best_per_method(runs: list[dict]) -> dict[str, dict]:
+    """Per method, its run with the best validation score (the first of equals)."""
+    best: dict[str, dict] = {}
+    for run in runs:
+        if run["method"] not in best or run["validation"] > best[run["method"]]["validation"]:
+            best[run["method"]] = run
+    return best
+
+
 def sweep_table(results: dict) -> str:
     lines = [f"Learning-rate sweep, seed {results['seed']}, {results['recipe']['epochs']} epochs "
              f"(validation accuracy; the best per method is in bold and goes into recipes.LEARNING_RATES).", "",
              "| method | lr | validation | train accuracy | plateau? |", "|---|---:|---:|---:|---|"]
-    best = {}
-    for run in results["runs"]:
-        if run["method"] not in best or run["validation"] > best[run["method"]]["validation"]:
-            best[run["method"]] = run
+    best = _best_per_method(results["runs"])
     for run in results["runs"]:
         score = f"{run['validation']:.3f}"
         score = f"**{score}**" if best[run["method"]] is run else score
@@ -355,10 +361,7 @@ def ner_sweep_table(results: dict) -> str:
              f"{results['recipe']['n_train']} sentences (validation entity F1; the best per method is in bold and goes "
              "into recipes.NER_LEARNING_RATES).", "",
              "| method | lr | validation | last-epoch gain | train accuracy | plateau? |", "|---|---:|---:|---:|---:|---|"]
-    best = {}
-    for run in results["runs"]:
-        if run["method"] not in best or run["validation"] > best[run["method"]]["validation"]:
-            best[run["method"]] = run
+    best = _best_per_method(results["runs"])
     for run in results["runs"]:
         score = f"{run['validation']:.3f}"
         score = f"**{score}**" if best[run["method"]] is run else score
