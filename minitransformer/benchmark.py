@@ -7,6 +7,7 @@
     python -m minitransformer.benchmark data_to_text                 # chapter 8: prefix tuning vs full FT and LoRA
     python -m minitransformer.benchmark p_tuning                     # chapter 7: P-tuning on the probe, 3 seeds
     python -m minitransformer.benchmark p_tuning_sweep               # chapter 7: its learning-rate sweep
+    python -m minitransformer.benchmark comparison                   # chapter 10: every method on every task
 
 Each writes a JSON (every run, with its validation curve) and a markdown table into
 `benchmarks/`. The lessons load the committed results; `tests/test_benchmark.py` re-runs one
@@ -269,12 +270,18 @@ NER_METHODS = {m.name: m for m in [
     Method("p_tuning", "P-tuning (input, LSTM encoder)",
            _ptv2(num_virtual_tokens=PTV2_LENGTH, prompt_depth="input", encoder_reparameterization_type="LSTM",
                  encoder_hidden_size=128)),
+    # Chapters 3-5's methods on NER (the comparison chapter), in the configurations those chapters teach.
+    Method("lora", "LoRA q,v r=8", _lora()),
+    Method("bitfit", "BitFit (all biases)", _bitfit()),
+    Method("adapters", "adapters m=8", _adapters()),
 ]}
 NER_SWEEP_GRID = {"full": [3e-4, 1e-3, 3e-3, 1e-2], "p_tuning_v2": [1e-2, 3e-2, 1e-1, 3e-1],
                   "prompt_tuning": [3e-2, 1e-1, 3e-1, 1.0], "p_tuning": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0],
-                  "p_tuning_v2_mlp": [1e-3, 3e-3, 1e-2, 3e-2], "frozen": [3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0]}
-# (backbone, methods, seeds) of the main NER benchmark (seed 0 of BERT comes from the sweep).
-NER_PLAN = [("bert", list(NER_METHODS), [0]), ("bert", ["full", "p_tuning_v2"], [1, 2]),
+                  "p_tuning_v2_mlp": [1e-3, 3e-3, 1e-2, 3e-2], "frozen": [3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0],
+                  "lora": [1e-3, 3e-3, 1e-2, 3e-2], "bitfit": [3e-3, 1e-2, 3e-2, 1e-1], "adapters": [1e-3, 3e-3, 1e-2, 3e-2]}
+# (backbone, methods, seeds) of the main NER benchmark (seed 0 of BERT comes from the sweep): every method over 3
+# seeds on BERT, for the comparison chapter; GPT for the backbone comparison.
+NER_PLAN = [("bert", list(NER_METHODS), [0]), ("bert", list(NER_METHODS), [1, 2]),
             ("gpt", ["full", "frozen", "p_tuning_v2"], [0])]
 # Prompt length on NER (seed 0): (task, method, lengths), at the method's NER learning rate. `ptv2-sentiment` runs
 # P-tuning v2 on sentiment (the standard recipe, at the NER learning rates: no sentiment sweep yet); it did not fit
@@ -400,12 +407,13 @@ def ptv2_main(command: str, out: Path = RESULTS_DIR, threads: int = 1) -> int:
         plan = PTV2_EXTRA_PLAN if command == "ptv2-extra" else PTV2_SENTIMENT_PLAN
         cells = [(task, "bert" if task == "ner" else recipes.BACKBONE, method, 0, recipes.NER_LEARNING_RATES[method], n)
                  for task, method, lengths in plan for n in lengths]
-    sweep_path = Path(out) / "ner_lr_sweep.json"
     cached = {}
-    if command in ("ner", "ner-sweep") and sweep_path.exists():  # deterministic cells of the committed sweep
-        sweep = json.loads(sweep_path.read_text())
-        if sweep["recipe"] | {"learning_rates": None} == _ner_recipe() | {"learning_rates": None}:
-            cached = {_cell_key(r): r for r in sweep["runs"]}
+    for name in ("ner_lr_sweep", "ner"):  # deterministic cells of the committed sweep and benchmark
+        path = Path(out) / f"{name}.json"
+        if command in ("ner", "ner-sweep") and path.exists():
+            committed = json.loads(path.read_text())
+            if committed["recipe"] | {"learning_rates": None} == _ner_recipe() | {"learning_rates": None}:
+                cached |= {_cell_key(r): r for r in committed["runs"]}
     runs = []
     for cell in tqdm(cells, desc=command, unit="run"):
         task, backbone, method, seed, lr, length = cell
@@ -679,6 +687,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         from . import benchmark_data_to_text
 
         return benchmark_data_to_text.main(argv[1:])
+    if argv[:1] == ["comparison"]:  # chapter 10: every method on every task
+        from . import benchmark_comparison
+
+        return benchmark_comparison.main(argv[1:])
     if argv[:1] and argv[0] in ("p_tuning", "p_tuning_sweep"):  # chapter 7's subcommands (see the P-tuning block)
         return p_tuning_main(argv)
     parser = argparse.ArgumentParser(prog="python -m minitransformer.benchmark", description=__doc__.split("\n\n")[0])

@@ -8,6 +8,8 @@ same data, order, schedule and budget. One command runs, in this order (about 15
                sweep (seed 0; the best rate with 400 examples need not be the best with 50), then three
                seeds at its best rate (a different random subset per seed)
     length     prefix tuning with other numbers of virtual tokens (LENGTHS; P = 10 is in the sweep)
+    seeds      every method again at its best rate with seeds 1 and 2 (seed 0 is its sweep run), for the
+               comparison chapter's mean ± sd
 
 Scores are on the first EVAL_N validation MRs (and test MRs, except in the sweep): greedy
 generation is the slow part on a CPU.
@@ -59,9 +61,11 @@ RECIPE = {
 }
 
 LABELS = {"full": "full fine-tuning", "lora": "LoRA q,v r=8", "prefix": "prefix tuning (MLP)",
-          "prefix_no_mlp": "prefix tuning, no MLP", "prompt": "embedding-only prefix (prompt tuning)"}
+          "prefix_no_mlp": "prefix tuning, no MLP", "prompt": "embedding-only prefix (prompt tuning)",
+          "bitfit": "BitFit (all biases)", "adapters": "adapters m=8"}
 SWEEP = {"full": [3e-4, 1e-3, 3e-3, 1e-2, 3e-2], "lora": [3e-3, 1e-2, 3e-2], "prefix": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
-         "prefix_no_mlp": [1e-2, 3e-2, 1e-1, 3e-1], "prompt": [3e-2, 1e-1, 3e-1, 1.0, 3.0]}
+         "prefix_no_mlp": [1e-2, 3e-2, 1e-1, 3e-1], "prompt": [3e-2, 1e-1, 3e-1, 1.0, 3.0],
+         "bitfit": [3e-3, 1e-2, 3e-2, 1e-1], "adapters": [1e-3, 3e-3, 1e-2, 3e-2]}  # the last two: chapter 10
 LOW_DATA_SWEEP = {"full": [1e-3, 3e-3, 1e-2], "prefix": [1e-3, 3e-3, 1e-2]}  # seed 0, LOW_DATA_N examples
 LOW_DATA_METHODS = tuple(LOW_DATA_SWEEP)
 SEEDS = (0, 1, 2)
@@ -76,6 +80,14 @@ def build(method: str, backbone, num_virtual_tokens: int = RECIPE["num_virtual_t
         from solutions.lora import LoraConfig, inject_lora
 
         return inject_lora(backbone, LoraConfig(**RECIPE["lora"], modules_to_save=[]), verbose=False)
+    if method == "bitfit":
+        from solutions.bitfit import apply_bitfit
+
+        return apply_bitfit(backbone, ["all"], modules_to_save=[], verbose=False)
+    if method == "adapters":
+        from solutions.adapters import AdapterConfig, inject_adapters
+
+        return inject_adapters(backbone, AdapterConfig(bottleneck_size=8, modules_to_save=[]), verbose=False)
     from solutions.prefix_tuning import PrefixTuningConfig, PrefixTuningModel
 
     options = {"prefix": {}, "prefix_no_mlp": {"prefix_projection": False},
@@ -161,7 +173,13 @@ def cells_after_sweep(learning_rates: dict[str, float],
     """(kind, method, seed, lr, P) of every run after the sweeps, at their best learning rates."""
     P = RECIPE["num_virtual_tokens"]
     return ([("low_data", m, s, low_data_learning_rates[m], P) for m in LOW_DATA_METHODS for s in SEEDS]
-            + [("length", "prefix", 0, learning_rates["prefix"], p) for p in LENGTHS])
+            + [("length", "prefix", 0, learning_rates["prefix"], p) for p in LENGTHS]
+            + [("seeds", m, s, learning_rates[m], P) for m in SWEEP for s in SEEDS[1:]])
+
+
+def seed_runs(results: dict, method: str) -> list[dict]:
+    """The method's runs at its best learning rate over SEEDS: seed 0 is its sweep run (validation only)."""
+    return [main_runs(results)[method], *runs_of(results, "seeds", method)]
 
 
 def runs_of(results: dict, kind: str, method: Optional[str] = None) -> list[dict]:
@@ -172,6 +190,10 @@ def main_runs(results: dict) -> dict[str, dict]:
     """Per method, its sweep run at the best learning rate (seed 0, N_TRAIN examples)."""
     lrs = results["learning_rates"]
     return {m: next(r for r in runs_of(results, "sweep", m) if r["lr"] == lrs[m]) for m in SWEEP}
+
+
+def per_seed(runs: list[dict]) -> str:
+    return ", ".join(f"{x['validation']['bleu']:.1f}" for x in runs)
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -225,6 +247,14 @@ def markdown_table(results: dict) -> str:
     by_length = {run["num_virtual_tokens"]: run for run in [main_runs(results)["prefix"], *runs_of(results, "length")]}
     for p, run in sorted(by_length.items()):
         lines.append(f"| {p} | {run['stored']:,} | {run['validation']['bleu']:.2f} | {run['validation']['slot_error_rate']:.3f} |")
+    if runs_of(results, "seeds"):
+        lines += ["", f"### Every method over seeds {list(SEEDS)} at its best lr (mean ± sd; seed 0 is the sweep run)", "",
+                  "| method | lr | val BLEU | val SER | per seed |", "|---|---:|---:|---:|---|"]
+        for method in SWEEP:
+            runs = seed_runs(results, method)
+            lines.append(f"| {LABELS[method]} | {lrs[method]:g} | {_mean_sd([x['validation']['bleu'] for x in runs])} | "
+                         f"{_mean_sd([x['validation']['slot_error_rate'] for x in runs])} | "
+                         f"{per_seed(runs)} |")
     return "\n".join(lines) + "\n"
 
 

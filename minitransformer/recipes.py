@@ -195,6 +195,9 @@ NER_LEARNING_RATES = {
     "p_tuning_v2_mlp": 0.01,
     "prompt_tuning": 0.3,
     "p_tuning": 0.3,
+    "lora": 0.01,
+    "bitfit": 0.03,
+    "adapters": 0.01,
 }
 
 

@@ -1,0 +1,550 @@
+"""Chapter 10's benchmark: every method of the course on every task it applies to, in one table.
+
+    python -m minitransformer.benchmark comparison             # the missing runs, the costs, the table
+    python -m minitransformer.benchmark comparison --table     # only rebuild the table from committed files
+
+Scores come from the chapters' own benchmarks, which hold every (method, seed) cell on their task:
+
+    sentiment       benchmarks/sentiment.json (full FT, frozen probe, LoRA, BitFit, adapters; `benchmark sentiment`)
+                    + benchmarks/comparison_sentiment.json (the soft-prompt methods, run by this command)
+    NER             benchmarks/ner.json (every method, BERT backbone; `benchmark ner`)
+    data-to-text    benchmarks/data_to_text.json (`benchmark data_to_text`)
+    knowledge probe benchmarks/p_tuning.json (`benchmark p_tuning`)
+
+This command runs what only the comparison needs: the soft-prompt methods on sentiment (their own
+learning-rate sweep on seed 0, then seeds 1 and 2 at the best rate), and the cost of every method,
+measured on the real tensors: trainable parameters, training-state memory, training step time and
+inference latency (ratios to full fine-tuning and to the base model, measured in the same process),
+and the size of the file a task needs. It writes `benchmarks/comparison.{json,md}`; chapter 10 loads
+them and `tests/test_benchmark_comparison.py` re-runs one cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from . import recipes
+from .training import evaluate_accuracy
+
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+SEEDS = (0, 1, 2)
+
+# ----------------------------------------------------------------------------- soft prompts on sentiment
+# The soft-prompt methods on the standard sentiment setup. Prompt tuning reads the frozen LM head through its
+# verbaliser (chapter 6) and needs three times the standard budget to converge (benchmarks/prompt_tuning.md); the
+# others train the standard 20 epochs. Prefix tuning on a classification task is the deep prompt with the MLP
+# reparameterisation and a linear head (chapter 9's `p_tuning_v2_mlp`).
+SENTIMENT_SWEEP = {"p_tuning": [1e-3, 3e-3, 1e-2], "prefix_tuning": [1e-3, 3e-3, 1e-2],
+                   "p_tuning_v2": [1e-2, 3e-2, 1e-1, 3e-1]}
+SENTIMENT_LABELS = {"prompt_tuning": "prompt tuning (P=20, verbaliser)", "p_tuning": "P-tuning (LSTM encoder)",
+                    "prefix_tuning": "prefix tuning (MLP reparam.)", "p_tuning_v2": "P-tuning v2 (P=16)"}
+
+
+def _sentiment_prompt_tuning(seed: int, lr: float) -> dict:
+    from .benchmark import PT_EPOCHS, PromptTuningRun, run_prompt_tuning
+
+    record, _ = run_prompt_tuning(PromptTuningRun("gpt_text_3x_epochs", seed=seed, epochs=3 * PT_EPOCHS), lr=lr,
+                                  progress=False)
+    return record
+
+
+def _sentiment_p_tuning(seed: int, lr: float) -> dict:
+    from solutions.p_tuning import cloze_loader, p_tune_sentiment
+
+    from .training import PLATEAU_MARGIN
+    from .world import load_task
+
+    backbone, tokenizer = recipes.fresh_backbone(recipes.BACKBONE, seed)
+    run = p_tune_sentiment(backbone, tokenizer, kind="LSTM", lr=lr, seed=seed, progress=False)
+    test = load_task("sentiment").test
+    test_loader = cloze_loader(test, tokenizer, "text", [ex["label"] for ex in test], batch_size=64)
+    model = run["model"]
+    return {"validation": round(run["validation"], 4), "test": round(evaluate_accuracy(model, test_loader), 4),
+            "curve": [round(c, 4) for c in run["curve"]], "train_accuracy": round(run["train_accuracy"], 4),
+            "majority": round(run["majority"], 4),
+            "on_plateau": run["train_accuracy"] < run["majority"] + PLATEAU_MARGIN,
+            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "total": sum(p.numel() for p in model.parameters()), "seconds": round(run["seconds"], 1),
+            "epochs": recipes.EPOCHS}
+
+
+def _sentiment_ptv2(method: str) -> Callable[[int, float], dict]:
+    def run(seed: int, lr: float) -> dict:
+        from .benchmark import run_ptv2_cell
+
+        record = run_ptv2_cell("sentiment", recipes.BACKBONE, method, seed, lr=lr, progress=False)
+        return {**record, "epochs": recipes.EPOCHS}
+
+    return run
+
+
+SENTIMENT_RUNNERS = {"prompt_tuning": _sentiment_prompt_tuning, "p_tuning": _sentiment_p_tuning,
+                     "prefix_tuning": _sentiment_ptv2("p_tuning_v2_mlp"), "p_tuning_v2": _sentiment_ptv2("p_tuning_v2")}
+KEEP = ("validation", "test", "curve", "train_accuracy", "majority", "on_plateau", "trainable", "total", "seconds",
+        "epochs")
+
+
+def run_sentiment_cell(method: str, seed: int, lr: float, threads: int = 1) -> dict:
+    """One soft-prompt run on the sentiment setup, as a JSON-able dict."""
+    if method not in SENTIMENT_RUNNERS:
+        raise ValueError(f"Unknown soft-prompt method {method!r}; choose from {list(SENTIMENT_RUNNERS)}.")
+    torch.set_num_threads(threads)
+    record = SENTIMENT_RUNNERS[method](seed, lr)
+    return {"method": method, "label": SENTIMENT_LABELS[method], "seed": seed, "lr": lr,
+            **{k: record[k] for k in KEEP}}
+
+
+def _cell(args: tuple) -> dict:
+    return run_sentiment_cell(*args)
+
+
+def sentiment_sweep_best(runs: list[dict], method: str) -> dict:
+    """The method's sweep choice (seed 0): the best validation score among the runs off the one-class plateau."""
+    swept = [r for r in runs if r["method"] == method and r["seed"] == 0 and r["lr"] in SENTIMENT_SWEEP[method]]
+    trained = [r for r in swept if not r["on_plateau"]] or swept
+    return max(trained, key=lambda r: r["validation"])
+
+
+def sentiment_learning_rates(runs: list[dict]) -> dict[str, float]:
+    from .benchmark import PT_LR
+
+    return {"prompt_tuning": PT_LR, **{m: sentiment_sweep_best(runs, m)["lr"] for m in SENTIMENT_SWEEP}}
+
+
+def _sentiment_recipe() -> dict:
+    from .benchmark import _recipe
+
+    return {**_recipe(), "sweep": SENTIMENT_SWEEP}
+
+
+def _run_cells(cells: list[tuple], jobs: int, desc: str) -> list[dict]:
+    if not cells:
+        return []
+    with tqdm(total=len(cells), desc=desc, unit="run") as bar:
+        if jobs == 1:
+            out = []
+            for cell in cells:
+                out.append(_cell(cell))
+                bar.update(1)
+            return out
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_cell, cell) for cell in cells]
+            for future in futures:
+                future.result()
+                bar.update(1)
+            return [f.result() for f in futures]
+
+
+def sentiment_soft_prompts(out: Path = RESULTS_DIR, jobs: int = 2, threads: int = 1) -> dict:
+    """Sweep (seed 0), then seeds 1 and 2 at the best rate; cells already in `out` (same recipe) are kept."""
+    path = Path(out) / "comparison_sentiment.json"
+    recipe = _sentiment_recipe()
+    done = {}
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old["recipe"] == recipe and old["threads"] == threads:
+            done = {(r["method"], r["seed"], r["lr"]): r for r in old["runs"]}
+    started = time.perf_counter()
+    sweep = [(m, 0, lr, threads) for m, grid in SENTIMENT_SWEEP.items() for lr in grid]
+    runs = [done.get(c[:3]) for c in sweep]
+    todo = [c for c, r in zip(sweep, runs) if r is None]
+    new = iter(_run_cells(todo, jobs, "sentiment sweep"))
+    runs = [r if r is not None else next(new) for r in runs]
+    lrs = sentiment_learning_rates(runs)
+    seeds = [(m, s, lrs[m], threads) for m in SENTIMENT_RUNNERS for s in SEEDS if not (m in SENTIMENT_SWEEP and s == 0)]
+    prompt_tuning_seed0 = _committed_prompt_tuning_seed0(out, lrs["prompt_tuning"], threads)
+    if prompt_tuning_seed0 is not None:  # chapter 6's committed 3x-budget run is this cell
+        done.setdefault(("prompt_tuning", 0, lrs["prompt_tuning"]), prompt_tuning_seed0)
+    later = [done.get(c[:3]) for c in seeds]
+    todo = [c for c, r in zip(seeds, later) if r is None]
+    new = iter(_run_cells(todo, jobs, "sentiment seeds"))
+    runs += [r if r is not None else next(new) for r in later]
+    results = {"recipe": recipe, "threads": threads, "learning_rates": lrs, "runs": runs,
+               "seconds": round(time.perf_counter() - started)}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    return results
+
+
+def _committed_prompt_tuning_seed0(out: Path, lr: float, threads: int) -> Optional[dict]:
+    path = Path(out) / "prompt_tuning.json"
+    if not path.exists():
+        return None
+    committed = json.loads(path.read_text())
+    for run in committed["runs"]:
+        if run["name"] == "gpt_text_3x_epochs" and run["lr"] == lr and committed["threads"] == threads:
+            return {"method": "prompt_tuning", "label": SENTIMENT_LABELS["prompt_tuning"], "seed": 0, "lr": lr,
+                    **{k: run[k] for k in KEEP}}
+    return None
+
+
+# ----------------------------------------------------------------------------- costs, measured on the real tensors
+# The methods of the table, in the order of the course, and what each one is on each task (None: does not apply).
+METHODS = ("full", "frozen", "bitfit", "adapters", "lora", "lora_merged", "prompt_tuning", "p_tuning", "prefix_tuning",
+           "p_tuning_v2")
+LABELS = {"full": "full fine-tuning", "frozen": "frozen + head", "bitfit": "BitFit", "adapters": "adapters m=8",
+          "lora": "LoRA r=8", "lora_merged": "LoRA r=8, merged", "prompt_tuning": "prompt tuning",
+          "p_tuning": "P-tuning", "prefix_tuning": "prefix tuning", "p_tuning_v2": "P-tuning v2"}
+TASKS = ("sentiment", "ner", "data_to_text", "probe")
+TASK_LABELS = {"sentiment": "sentiment (GPT, accuracy)", "ner": "NER (BERT, entity F1)",
+               "data_to_text": "data-to-text (GPT, BLEU)", "probe": "knowledge probe (GPT, accuracy)"}
+# Each task's key of each method in its chapter's benchmark file.
+NER_NAMES = {"full": "full", "frozen": "frozen", "bitfit": "bitfit", "adapters": "adapters", "lora": "lora",
+             "prompt_tuning": "prompt_tuning", "p_tuning": "p_tuning", "prefix_tuning": "p_tuning_v2_mlp",
+             "p_tuning_v2": "p_tuning_v2"}
+D2T_NAMES = {"full": "full", "bitfit": "bitfit", "adapters": "adapters", "lora": "lora", "prompt_tuning": "prompt",
+             "prefix_tuning": "prefix", "p_tuning_v2": "prefix_no_mlp"}
+PROBE_NAMES = {"frozen": None, "prompt_tuning": "NONE", "p_tuning": "LSTM"}  # frozen: the best hand-written prompt
+
+
+def applies(task: str, method: str) -> bool:
+    base = "lora" if method == "lora_merged" else method
+    return base in {"sentiment": METHODS, "ner": NER_NAMES, "data_to_text": D2T_NAMES, "probe": PROBE_NAMES}[task]
+
+
+def sentiment_adapter(method: str) -> Callable:
+    """The function that turns a fresh sentiment classifier (recipes.fresh_classifier) into `method`'s model, as
+    its chapter does: in place for the methods that keep the classifier, or around its backbone for the
+    verbaliser methods (prompt tuning, P-tuning), which read the frozen LM head instead of a new one."""
+    from .benchmark import METHODS as SENTIMENT_METHODS, NER_METHODS, PT_RUNS, prompt_tuning_config
+    from . import load_pretrained
+
+    base = "lora" if method == "lora_merged" else method
+    if base == "full":
+        return lambda model: model
+    if base == "frozen":
+        return _head_only
+    if base in ("bitfit", "adapters", "lora"):
+        return SENTIMENT_METHODS[base].prepare
+    if base in ("prefix_tuning", "p_tuning_v2"):
+        return NER_METHODS[{"prefix_tuning": "p_tuning_v2_mlp", "p_tuning_v2": "p_tuning_v2"}[base]].prepare
+    _, tokenizer = load_pretrained(recipes.BACKBONE)
+    if base == "prompt_tuning":
+        from solutions.prompt_tuning import PromptTuningClassifier
+
+        return lambda model: PromptTuningClassifier(model.backbone, tokenizer,
+                                                    prompt_tuning_config(PT_RUNS["gpt_text_3x_epochs"]))
+    if base == "p_tuning":
+        from solutions.p_tuning import ANSWER_SLOT, INPUT_SLOT, SENTIMENT_VERBALIZER, PromptEncoderConfig, PTuningModel
+
+        config = PromptEncoderConfig(template=[3, INPUT_SLOT, 3, ANSWER_SLOT], encoder_reparameterization_type="LSTM")
+        return lambda model: PTuningModel(model.backbone, tokenizer, config, SENTIMENT_VERBALIZER)
+    raise ValueError(f"Unknown method {method!r}; choose from {METHODS}.")
+
+
+def build(task: str, method: str, seed: int = 0):
+    """(the model `method` trains on `task`, a training batch of 32, the task's base model) on fresh weights."""
+    from .benchmark import NER_METHODS
+    from .world import load_task
+
+    base = "lora" if method == "lora_merged" else method
+    if task == "sentiment":
+        setup = recipes.sentiment_setup(seed=seed)
+        batch = next(iter(setup.train_loader))
+        reference = recipes.fresh_classifier(seed=seed)
+        model = sentiment_adapter(method)(recipes.fresh_classifier(seed=seed))
+        if base == "p_tuning":  # its own loader: the template around the review
+            from solutions.p_tuning import cloze_loader
+
+            train = load_task("sentiment").train[:32]
+            batch = next(iter(cloze_loader(train, setup.tokenizer, "text", [ex["label"] for ex in train],
+                                           batch_size=32)))
+    elif task == "ner":
+        setup = recipes.ner_setup("bert", seed=seed)
+        batch, reference = next(iter(setup.train_loader)), recipes.fresh_tagger(setup, seed=seed)
+        model = NER_METHODS[NER_NAMES[base]].prepare(recipes.fresh_tagger(setup, seed=seed))
+    elif task == "data_to_text":
+        from .benchmark_data_to_text import RECIPE, build as build_d2t
+        from .data_to_text import data_to_text_loader
+
+        backbone, tokenizer = recipes.fresh_backbone(RECIPE["backbone"], seed)
+        model = build_d2t(D2T_NAMES[base], backbone)
+        reference, _ = recipes.fresh_backbone(RECIPE["backbone"], seed)
+        batch = next(iter(data_to_text_loader(load_task("data_to_text").train[:32], tokenizer, batch_size=32,
+                                              max_len=RECIPE["max_len"])))
+    elif task == "probe":
+        from solutions.p_tuning import (DISCRETE_PROMPTS, PromptEncoderConfig, PTuningModel, discrete_template,
+                                        probe_config, probe_loader, probe_splits)
+
+        backbone, tokenizer = recipes.fresh_backbone(seed=seed)
+        relation = next(iter(DISCRETE_PROMPTS))
+        splits, candidates = probe_splits(load_task("probing"), relation)
+        batch = next(iter(probe_loader(splits[0], tokenizer, candidates, batch_size=32)))
+        discrete = PromptEncoderConfig(num_virtual_tokens=0, encoder_reparameterization_type="NONE",
+                                       template=discrete_template(DISCRETE_PROMPTS[relation][0], "gpt"))
+        reference = PTuningModel(backbone, tokenizer, discrete, candidates)
+        model = reference if base == "frozen" else PTuningModel(
+            recipes.fresh_backbone(seed=seed)[0], tokenizer, probe_config(PROBE_NAMES[base], False, "gpt", relation),
+            candidates)
+    else:
+        raise ValueError(f"Unknown task {task!r}; choose from {TASKS}.")
+    return model, batch, reference
+
+
+def _head_only(model):
+    model.requires_grad_(False)
+    model.head.requires_grad_(True)
+    return model
+
+
+def stored_tensors(model, method: str) -> dict[str, torch.Tensor]:
+    """What one task needs on disk after training: every weight for full fine-tuning; otherwise the trainable
+    tensors, after the chapters' exports (P-tuning drops its encoder, prefix tuning its MLP)."""
+    from solutions.p_tuning_v2 import DeepPrompt, InputPrompt
+    from solutions.prefix_tuning import PrefixTuningModel, drop_prefix_mlp
+
+    from .peft import trainable_state_dict
+
+    if method == "full":
+        return {n: p.detach().contiguous() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        if hasattr(model, "export_prompt") and getattr(model, "prompt_encoder", None) is not None:
+            model.export_prompt()
+        if isinstance(model, PrefixTuningModel):
+            drop_prefix_mlp(model)
+        tensors = trainable_state_dict(model)
+        for name, module in model.named_modules():
+            reparameterised = (isinstance(module, DeepPrompt) and module.transform is not None) or (
+                isinstance(module, InputPrompt) and (module.lstm is not None or module.mlp is not None))
+            if reparameterised:  # the encoder's output, computed once: (P, L*2*d) or (P, d)
+                tensors = {k: v for k, v in tensors.items() if not k.startswith(name + ".")}
+                prompt = module(1)
+                flat = torch.cat([t.reshape(-1) for pair in prompt for t in pair]) if isinstance(prompt, tuple) \
+                    else prompt.reshape(-1)
+                tensors[f"{name}.prompt"] = flat.detach().contiguous()
+    return tensors
+
+
+def file_bytes(tensors: dict[str, torch.Tensor]) -> int:
+    """Size of the safetensors file holding `tensors`."""
+    from safetensors.torch import save_file
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "task.safetensors"
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+        return path.stat().st_size
+
+
+def _rows(batch: dict, n: int) -> dict:
+    return {k: v[:n] for k, v in batch.items()}
+
+
+def measure_costs(task: str, method: str, min_run_time: float = 0.3, seed: int = 0) -> dict:
+    """Trainable parameters, training-state memory, seconds per training step and per forward pass (batch 1 and
+    32) for `method` on `task`, and for its base model; then the size of the task's file."""
+    from solutions.lora import merge_lora
+
+    from .training import count_parameters, measure_latency, training_state_memory
+
+    torch.manual_seed(seed)
+    model, batch, reference = build(task, method, seed)
+    trainable, total = count_parameters(model)
+    backbone_total = total if method == "full" else total - trainable
+    out = {"task": task, "method": method, "trainable": trainable, "total": total, "backbone_total": backbone_total}
+    if trainable:
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=1e-6)
+        model.train()
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            model(**batch).loss.backward()
+            optimizer.step()
+
+        step()
+        out["memory"] = training_state_memory(model, optimizer)
+        out["step_seconds"] = measure_latency(step, min_run_time, num_threads=1)
+        optimizer.zero_grad(set_to_none=True)
+        del optimizer
+    else:  # nothing trains (the probe's hand-written prompt): only the frozen weights
+        out["memory"] = training_state_memory(model, torch.optim.AdamW([torch.zeros(1, requires_grad=True)]))
+        out["memory"]["optimizer_state"] = 0
+        out["memory"]["total"] = out["memory"]["parameters"]
+        out["step_seconds"] = None
+    model.eval()
+    tensors = stored_tensors(model, method)
+    out["stored_parameters"] = sum(t.numel() for t in tensors.values())
+    out["file_bytes"] = file_bytes(tensors)
+    if method == "lora_merged":
+        merge_lora(model)
+    inputs = {k: v for k, v in batch.items() if k != "labels" or task == "probe" or method in ("p_tuning",)}
+    with torch.no_grad():
+        for n in (1, 32):
+            for name, m in (("", model), ("base_", reference.eval())):
+                out[f"{name}latency_b{n}"] = measure_latency(lambda: m(**_rows(inputs, n)), min_run_time, 1)
+    return out
+
+
+def measure_all_costs(tasks=TASKS, min_run_time: float = 0.3, progress: bool = True) -> list[dict]:
+    cells = [(t, m) for t in tasks for m in METHODS if applies(t, m)]
+    return [measure_costs(t, m, min_run_time) for t, m in tqdm(cells, desc="costs", unit="cell", disable=not progress)]
+
+
+# ----------------------------------------------------------------------------- scores, from the chapters' benchmarks
+SCORE_SPLIT = {"sentiment": "validation", "ner": "validation", "data_to_text": "validation", "probe": "test"}
+
+
+def _load(name: str, directory: Path) -> dict:
+    path = Path(directory) / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"No benchmark results at {path}: run `python -m minitransformer.benchmark "
+                                f"{name.replace('comparison_sentiment', 'comparison')}` first.")
+    return json.loads(path.read_text())
+
+
+def task_scores(task: str, method: str, directory: Path = RESULTS_DIR) -> list[dict]:
+    """The committed runs of `method` on `task` at its chosen learning rate: [{"seed", "score", "on_plateau"}]."""
+    base = "lora" if method == "lora_merged" else method  # merging changes no prediction (asserted in chapter 3)
+    if task == "sentiment":
+        if base in SENTIMENT_RUNNERS:
+            results = _load("comparison_sentiment", directory)
+            runs = [r for r in results["runs"] if r["method"] == base and r["lr"] == results["learning_rates"][base]]
+        else:
+            runs = [r for r in _load("sentiment", directory)["runs"] if r["method"] == base]
+        return [{"seed": r["seed"], "score": r["validation"], "on_plateau": r["on_plateau"]} for r in runs]
+    if task == "ner":
+        runs = [r for r in _load("ner", directory)["runs"] if r["backbone"] == "bert" and r["method"] == NER_NAMES[base]]
+        return [{"seed": r["seed"], "score": r["validation"], "on_plateau": r["on_plateau"]} for r in runs]
+    if task == "data_to_text":
+        from .benchmark_data_to_text import seed_runs
+
+        runs = seed_runs(_load("data_to_text", directory), D2T_NAMES[base])
+        return [{"seed": r["seed"], "score": r["validation"]["bleu"], "on_plateau": False} for r in runs]
+    if task == "probe":
+        results = _load("p_tuning", directory)
+        if base == "frozen":  # zero-shot: the best hand-written prompt per relation (picked on validation)
+            return [{"seed": None, "score": results["discrete"]["gpt"]["best_test"], "on_plateau": False}]
+        runs = [r for r in results["runs"] if r["backbone"] == "gpt" and r["config"] == PROBE_NAMES[base]]
+        return [{"seed": r["seed"], "score": r["test"], "on_plateau": r["on_plateau"]} for r in runs]
+    raise ValueError(f"Unknown task {task!r}; choose from {TASKS}.")
+
+
+def summarise(task: str, method: str, directory: Path = RESULTS_DIR) -> dict:
+    runs = task_scores(task, method, directory)
+    scores = [r["score"] for r in runs]
+    return {"n": len(scores), "seeds": [r["seed"] for r in runs], "scores": scores, "mean": statistics.fmean(scores),
+            "sd": statistics.stdev(scores) if len(scores) > 1 else 0.0, "any_plateau": any(r["on_plateau"] for r in runs)}
+
+
+def comparison_rows(costs: list[dict], directory: Path = RESULTS_DIR) -> list[dict]:
+    """One row per (task, method): scores (mean ± sd over seeds, ÷ full FT) joined with the measured costs."""
+    rows = []
+    by_cell = {(c["task"], c["method"]): c for c in costs}
+    for task in TASKS:
+        full = by_cell.get((task, "full"))
+        full_score = summarise(task, "full", directory)["mean"] if applies(task, "full") else None
+        for method in METHODS:
+            if not applies(task, method):
+                continue
+            cost, score = by_cell[(task, method)], summarise(task, method, directory)
+            row = {"task": task, "method": method, "label": LABELS[method], **score, **cost,
+                   "share": cost["trainable"] / cost["backbone_total"],
+                   "vs_full": score["mean"] / full_score if full_score else None,
+                   "step_vs_full": (cost["step_seconds"] / full["step_seconds"]
+                                    if full and cost["step_seconds"] is not None else None)}
+            for n in (1, 32):
+                row[f"latency_b{n}_vs_base"] = cost[f"latency_b{n}"] / cost[f"base_latency_b{n}"]
+            rows.append(row)
+    return rows
+
+
+def markdown_table(results: dict) -> str:
+    """Every method on every task it applies to: one table per task, printed by code from the results."""
+    from .training import format_bytes
+
+    lines = ["Every method on every task it applies to. Score: mean ± sd over seeds (validation; the probe: test, "
+             "as in chapter 7), from the chapters' benchmarks. Costs measured by `python -m minitransformer.benchmark "
+             f"comparison` on one CPU thread ({results['machine']}): training-state memory = parameters + gradients + "
+             "AdamW state; step time ÷ full fine-tuning's; forward-pass latency ÷ the base model's; the file a task "
+             "needs (safetensors).", ""]
+    for task in TASKS:
+        lines += [f"### {TASK_LABELS[task]}", "",
+                  "| method | trainable | score | ÷ full FT | training memory | step ÷ full | latency b1 ÷ base | "
+                  "latency b32 ÷ base | file |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in (r for r in results["rows"] if r["task"] == task):
+            score = f"{r['mean']:.3f} ± {r['sd']:.3f}" if task != "data_to_text" else f"{r['mean']:.1f} ± {r['sd']:.1f}"
+            score += f" (n={r['n']})" + (" plateau!" if r["any_plateau"] else "")
+            ratio = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+            lines.append(f"| {r['label']} | {r['trainable']:,} ({100 * r['share']:.2f}%) | {score} | "
+                         f"{ratio(r['vs_full'])} | {format_bytes(r['memory']['total'])} | {ratio(r['step_vs_full'])} | "
+                         f"{r['latency_b1_vs_base']:.2f} | {r['latency_b32_vs_base']:.2f} | "
+                         f"{format_bytes(r['file_bytes'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def load_results(directory: Path = RESULTS_DIR) -> dict:
+    return _load("comparison", directory)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    import platform
+
+    parser = argparse.ArgumentParser(prog="python -m minitransformer.benchmark comparison",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--jobs", type=int, default=2, help="training runs in parallel (one process each)")
+    parser.add_argument("--table", action="store_true", help="only rebuild the table from the committed results")
+    parser.add_argument("--min-run-time", type=float, default=0.5, help="seconds per timing (torch.utils.benchmark)")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    if args.table:
+        results = load_results(args.out)
+    else:
+        print("Soft prompts on sentiment: 10 sweep runs and 8 seed runs, ~3 CPU-min each (prompt tuning ~9), "
+              "minus the cells already in benchmarks/; then the costs of every (task, method), ~3 min.")
+        sentiment_soft_prompts(args.out, jobs=args.jobs)
+        torch.set_num_threads(1)
+        results = {"machine": f"{platform.machine()}, {torch.get_num_threads()} thread, torch {torch.__version__}",
+                   "min_run_time": args.min_run_time, "costs": measure_all_costs(min_run_time=args.min_run_time)}
+    results["rows"] = comparison_rows(results["costs"], args.out)
+    if not args.table:
+        results["seconds"] = round(time.perf_counter() - started)
+    table = markdown_table(results)
+    for suffix, text in ((".json", json.dumps(results, indent=1) + "\n"), (".md", table)):
+        (args.out / f"comparison{suffix}").write_text(text)
+    print(table)
+    return 0
+
+
+# ----------------------------------------------------------------------------- the lesson's live re-run
+def _ner_cell(args: tuple) -> float:
+    from .benchmark import run_ptv2_cell
+
+    method, seed = args
+    torch.set_num_threads(1)  # the benchmark's thread count: the same numbers on the same machine
+    return run_ptv2_cell("ner", "bert", NER_NAMES[method], seed, progress=False)["validation"]
+
+
+def rerun_ner(seed: int = 0, jobs: int = 2, methods: Optional[list[str]] = None) -> dict[str, float]:
+    """Seed `seed` of every method on NER, `jobs` runs at a time (one process and one thread each), as
+    `benchmark ner` runs them: {method: validation entity F1}."""
+    methods = [m for m in (methods or METHODS) if m in NER_NAMES]
+    with tqdm(total=len(methods), desc=f"NER, seed {seed}, every method", unit="run") as bar:
+        if jobs == 1:
+            scores = {}
+            for m in methods:
+                scores[m] = _ner_cell((m, seed))
+                bar.update(1)
+            return scores
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {m: pool.submit(_ner_cell, (m, seed)) for m in methods}
+            for future in futures.values():
+                future.result()
+                bar.update(1)
+            return {m: f.result() for m, f in futures.items()}
