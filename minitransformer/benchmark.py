@@ -237,7 +237,7 @@ def committed_experiment(method: str, seed: int = 0, directory: Path = RESULTS_D
 #     python -m minitransformer.benchmark ner-sweep      # lr sweep, NER, BERT, seed 0 -> benchmarks/ner_lr_sweep.*
 #     python -m minitransformer.benchmark ner            # methods x seeds x backbones -> benchmarks/ner.*
 #     python -m minitransformer.benchmark ptv2-extra     # prompt length on NER -> benchmarks/p_tuning_v2_extra.*
-#     python -m minitransformer.benchmark ptv2-sentiment # P-tuning v2 on sentiment -> benchmarks/p_tuning_v2_sentiment.*
+# P-tuning v2 on sentiment, with its own learning-rate sweep, is run by `benchmark comparison` (chapter 10).
 #
 # A cell is (task, backbone, method, seed, lr, num_virtual_tokens). `ner` reuses a cell of the sweep file when it is
 # the same cell under the same recipe (the runs are deterministic), instead of training it again.
@@ -283,11 +283,8 @@ NER_SWEEP_GRID = {"full": [3e-4, 1e-3, 3e-3, 1e-2], "p_tuning_v2": [1e-2, 3e-2, 
 # seeds on BERT, for the comparison chapter; GPT for the backbone comparison.
 NER_PLAN = [("bert", list(NER_METHODS), [0]), ("bert", list(NER_METHODS), [1, 2]),
             ("gpt", ["full", "frozen", "p_tuning_v2"], [0])]
-# Prompt length on NER (seed 0): (task, method, lengths), at the method's NER learning rate. `ptv2-sentiment` runs
-# P-tuning v2 on sentiment (the standard recipe, at the NER learning rates: no sentiment sweep yet); it did not fit
-# the 2-core machine's budget when the chapter was written, so its results are not committed yet.
+# Prompt length on NER (seed 0): (task, method, lengths), at the method's NER learning rate.
 PTV2_EXTRA_PLAN = [("ner", "p_tuning_v2", [4, 64])]
-PTV2_SENTIMENT_PLAN = [("sentiment", "p_tuning_v2", [16, 4]), ("sentiment", "p_tuning_v2_mlp", [16])]
 
 
 def _ner_recipe() -> dict:
@@ -382,7 +379,7 @@ def committed_ptv2_run(task: str, backbone: str, method: str, seed: int = 0, num
     """A committed run of the P-tuning v2 benchmark files (ner, p_tuning_v2_extra) as an Experiment (no model)."""
     if num_virtual_tokens is None and method in NER_METHODS and method not in ("full", "frozen"):
         num_virtual_tokens = PTV2_LENGTH
-    for name in ("ner", "p_tuning_v2_extra", "p_tuning_v2_sentiment"):
+    for name in ("ner", "p_tuning_v2_extra"):
         path = Path(directory) / f"{name}.json"
         if not path.exists():
             continue
@@ -404,7 +401,7 @@ def ptv2_main(command: str, out: Path = RESULTS_DIR, threads: int = 1) -> int:
         cells = [("ner", b, m, s, recipes.NER_LEARNING_RATES[m], PTV2_LENGTH) for b, ms, seeds in NER_PLAN
                  for m in ms for s in seeds]
     else:
-        plan = PTV2_EXTRA_PLAN if command == "ptv2-extra" else PTV2_SENTIMENT_PLAN
+        plan = PTV2_EXTRA_PLAN
         cells = [(task, "bert" if task == "ner" else recipes.BACKBONE, method, 0, recipes.NER_LEARNING_RATES[method], n)
                  for task, method, lengths in plan for n in lengths]
     cached = {}
@@ -422,15 +419,13 @@ def ptv2_main(command: str, out: Path = RESULTS_DIR, threads: int = 1) -> int:
                     run_ptv2_cell(task, backbone, method, seed, lr=lr, num_virtual_tokens=length, progress=False))
     results = {"recipe": _ner_recipe(), "threads": threads, "seconds": round(time.perf_counter() - started), "runs": runs}
     name = {"ner-sweep": "ner_lr_sweep", "ner": "ner", "ptv2-extra": "p_tuning_v2_extra",
-            "ptv2-sentiment": "p_tuning_v2_sentiment"}[command]
+}[command]
     if command == "ner-sweep":
         table = ner_sweep_table(results)
     else:
         title = {"ner": f"NER, entity F1 (validation: 300 sentences, test: 300), mean ± sd over seeds; "
                         f"{recipes.NER_EPOCHS} epochs on {recipes.NER_N_TRAIN} sentences, AdamW, 10% warmup then linear decay.",
-                 "ptv2-extra": "P-tuning v2: prompt length on NER (BERT, entity F1, seed 0), at its NER learning rate.",
-                 "ptv2-sentiment": "P-tuning v2 on sentiment (accuracy, the standard recipe, seed 0), at the NER "
-                                   "learning rates."}[command]
+                 "ptv2-extra": "P-tuning v2: prompt length on NER (BERT, entity F1, seed 0), at its NER learning rate."}[command]
         table = ptv2_table(results, title)
     _write(results, name, table, Path(out))
     return 0
@@ -712,17 +707,20 @@ def main(argv: Optional[list[str]] = None) -> int:
         p.add_argument("--threads", type=int, default=1, help="torch threads per run; results are reproducible per count")
         p.add_argument("--jobs", type=int, default=2, help="runs in parallel (one process each)")
     _add_prompt_tuning_parsers(sub)  # chapter 6
-    for command in ("ner-sweep", "ner", "ptv2-extra", "ptv2-sentiment"):  # the P-tuning v2 chapter's runs (see its block above)
+    for command in ("ner-sweep", "ner", "ptv2-extra"):  # the P-tuning v2 chapter's runs (see its block above)
         ptv2 = sub.add_parser(command, help=f"P-tuning v2 chapter: {command}")
         ptv2.add_argument("--out", type=Path, default=RESULTS_DIR)
         ptv2.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     if args.command.startswith("prompt_tuning"):
         return _prompt_tuning_command(args)
-    if args.command in ("ner-sweep", "ner", "ptv2-extra", "ptv2-sentiment"):
+    if args.command in ("ner-sweep", "ner", "ptv2-extra"):
         return ptv2_main(args.command, args.out, args.threads)
     if args.command == "readme":
-        README.write_text(readme_with_results(README.read_text(), load_results("sentiment")))
+        from . import benchmark_comparison
+
+        text = readme_with_results(README.read_text(), load_results("sentiment"))
+        README.write_text(benchmark_comparison.readme_with_results(text, benchmark_comparison.load_results()))
         print(f"updated {README}")
         return 0
     if args.command == "sentiment":

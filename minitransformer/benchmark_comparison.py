@@ -22,6 +22,7 @@ them and `tests/test_benchmark_comparison.py` re-runs one cell.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import tempfile
@@ -46,7 +47,8 @@ SEEDS = (0, 1, 2)
 SENTIMENT_SWEEP = {"p_tuning": [1e-3, 3e-3, 1e-2], "prefix_tuning": [1e-3, 3e-3, 1e-2],
                    "p_tuning_v2": [1e-2, 3e-2, 1e-1, 3e-1]}
 SENTIMENT_LABELS = {"prompt_tuning": "prompt tuning (P=20, verbaliser)", "p_tuning": "P-tuning (LSTM encoder)",
-                    "prefix_tuning": "prefix tuning (MLP reparam.)", "p_tuning_v2": "P-tuning v2 (P=16)"}
+                    "prefix_tuning": "prefix tuning (MLP reparam.)", "p_tuning_v2": "P-tuning v2 (P=16)",
+                    "p_tuning_v2_p4": "P-tuning v2 (P=4)", "p_tuning_v2_p32": "P-tuning v2 (P=32)"}
 
 
 def _sentiment_prompt_tuning(seed: int, lr: float) -> dict:
@@ -77,11 +79,12 @@ def _sentiment_p_tuning(seed: int, lr: float) -> dict:
             "epochs": recipes.EPOCHS}
 
 
-def _sentiment_ptv2(method: str) -> Callable[[int, float], dict]:
+def _sentiment_ptv2(method: str, num_virtual_tokens: int = 16) -> Callable[[int, float], dict]:
     def run(seed: int, lr: float) -> dict:
         from .benchmark import run_ptv2_cell
 
-        record = run_ptv2_cell("sentiment", recipes.BACKBONE, method, seed, lr=lr, progress=False)
+        record = run_ptv2_cell("sentiment", recipes.BACKBONE, method, seed, lr=lr,
+                               num_virtual_tokens=num_virtual_tokens, progress=False)
         return {**record, "epochs": recipes.EPOCHS}
 
     return run
@@ -89,16 +92,21 @@ def _sentiment_ptv2(method: str) -> Callable[[int, float], dict]:
 
 SENTIMENT_RUNNERS = {"prompt_tuning": _sentiment_prompt_tuning, "p_tuning": _sentiment_p_tuning,
                      "prefix_tuning": _sentiment_ptv2("p_tuning_v2_mlp"), "p_tuning_v2": _sentiment_ptv2("p_tuning_v2")}
+# Chapter 9's prompt length on sentiment (seed 0, P-tuning v2's sentiment lr): P = 4 and 32 beside the default 16
+# (32 is the most the context leaves: reviews are cut to 96 of the 128 positions).
+PTV2_SENTIMENT_LENGTHS = {"p_tuning_v2_p4": 4, "p_tuning_v2_p32": 32}
+EXTRA_RUNNERS = {name: _sentiment_ptv2("p_tuning_v2", n) for name, n in PTV2_SENTIMENT_LENGTHS.items()}
 KEEP = ("validation", "test", "curve", "train_accuracy", "majority", "on_plateau", "trainable", "total", "seconds",
         "epochs")
 
 
 def run_sentiment_cell(method: str, seed: int, lr: float, threads: int = 1) -> dict:
     """One soft-prompt run on the sentiment setup, as a JSON-able dict."""
-    if method not in SENTIMENT_RUNNERS:
-        raise ValueError(f"Unknown soft-prompt method {method!r}; choose from {list(SENTIMENT_RUNNERS)}.")
+    runners = {**SENTIMENT_RUNNERS, **EXTRA_RUNNERS}
+    if method not in runners:
+        raise ValueError(f"Unknown soft-prompt method {method!r}; choose from {list(runners)}.")
     torch.set_num_threads(threads)
-    record = SENTIMENT_RUNNERS[method](seed, lr)
+    record = runners[method](seed, lr)
     return {"method": method, "label": SENTIMENT_LABELS[method], "seed": seed, "lr": lr,
             **{k: record[k] for k in KEEP}}
 
@@ -126,55 +134,64 @@ def _sentiment_recipe() -> dict:
     return {**_recipe(), "sweep": SENTIMENT_SWEEP}
 
 
-def _run_cells(cells: list[tuple], jobs: int, desc: str) -> list[dict]:
+def _run_cells(cells: list[tuple], jobs: int, desc: str, on_done: Callable[[dict], None]) -> None:
+    """Run `cells`, `jobs` at a time (one process each), calling `on_done(run)` as each one finishes."""
     if not cells:
-        return []
+        return
     with tqdm(total=len(cells), desc=desc, unit="run") as bar:
         if jobs == 1:
-            out = []
             for cell in cells:
-                out.append(_cell(cell))
+                on_done(_cell(cell))
                 bar.update(1)
-            return out
+            return
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_cell, cell) for cell in cells]
-            for future in futures:
-                future.result()
+            for future in as_completed([pool.submit(_cell, cell) for cell in cells]):
+                on_done(future.result())
                 bar.update(1)
-            return [f.result() for f in futures]
 
 
 def sentiment_soft_prompts(out: Path = RESULTS_DIR, jobs: int = 2, threads: int = 1) -> dict:
-    """Sweep (seed 0), then seeds 1 and 2 at the best rate; cells already in `out` (same recipe) are kept."""
+    """Sweep (seed 0), then seeds 1 and 2 at the best rate; cells already in `out` (same recipe and thread count)
+    are kept, and every finished run is saved at once, so an interrupted command resumes where it stopped."""
     path = Path(out) / "comparison_sentiment.json"
     recipe = _sentiment_recipe()
-    done = {}
+    done: dict[tuple, dict] = {}
     if path.exists():
         old = json.loads(path.read_text())
         if old["recipe"] == recipe and old["threads"] == threads:
             done = {(r["method"], r["seed"], r["lr"]): r for r in old["runs"]}
     started = time.perf_counter()
-    sweep = [(m, 0, lr, threads) for m, grid in SENTIMENT_SWEEP.items() for lr in grid]
-    runs = [done.get(c[:3]) for c in sweep]
-    todo = [c for c, r in zip(sweep, runs) if r is None]
-    new = iter(_run_cells(todo, jobs, "sentiment sweep"))
-    runs = [r if r is not None else next(new) for r in runs]
-    lrs = sentiment_learning_rates(runs)
-    seeds = [(m, s, lrs[m], threads) for m in SENTIMENT_RUNNERS for s in SEEDS if not (m in SENTIMENT_SWEEP and s == 0)]
+    results = {"recipe": recipe, "threads": threads}
+
+    def save(order: list[tuple], others: bool = True) -> None:
+        results["runs"] = [done[c] for c in order if c in done] + (
+            [r for c, r in done.items() if c not in order] if others else [])
+        Path(out).mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=1) + "\n")
+        tmp.replace(path)
+
+    def on_done(run: dict) -> None:
+        done[(run["method"], run["seed"], run["lr"])] = run
+        save(list(done))
+
+    sweep = [(m, 0, lr) for m, grid in SENTIMENT_SWEEP.items() for lr in grid]
+    _run_cells([(*c, threads) for c in sweep if c not in done], jobs, "sentiment sweep", on_done)
+    lrs = sentiment_learning_rates([done[c] for c in sweep])
     prompt_tuning_seed0 = _committed_prompt_tuning_seed0(out, lrs["prompt_tuning"], threads)
     if prompt_tuning_seed0 is not None:  # chapter 6's committed 3x-budget run is this cell
         done.setdefault(("prompt_tuning", 0, lrs["prompt_tuning"]), prompt_tuning_seed0)
-    later = [done.get(c[:3]) for c in seeds]
-    todo = [c for c, r in zip(seeds, later) if r is None]
-    new = iter(_run_cells(todo, jobs, "sentiment seeds"))
-    runs += [r if r is not None else next(new) for r in later]
-    results = {"recipe": recipe, "threads": threads, "learning_rates": lrs, "runs": runs,
-               "seconds": round(time.perf_counter() - started)}
-    Path(out).mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1) + "\n")
+    seeds = [(m, s, lrs[m]) for m in SENTIMENT_RUNNERS for s in SEEDS]
+    seeds += [(name, 0, lrs["p_tuning_v2"]) for name in EXTRA_RUNNERS]
+    # The longest runs first, so that two processes finish together.
+    todo = sorted((c for c in seeds if c not in done), key=lambda c: c[0] != "prompt_tuning")
+    _run_cells([(*c, threads) for c in todo], jobs, "sentiment seeds", on_done)
+    results["learning_rates"] = lrs
+    results["seconds"] = round(time.perf_counter() - started)
+    save(sweep + [c for c in seeds if c not in sweep], others=False)  # the plan's cells, in the plan's order
     return results
 
 
@@ -244,6 +261,12 @@ def sentiment_adapter(method: str) -> Callable:
     raise ValueError(f"Unknown method {method!r}; choose from {METHODS}.")
 
 
+@functools.lru_cache(maxsize=None)
+def _setup(task: str, seed: int):
+    """The task's loaders (tokenised once per process: `measure_costs` builds every method on them)."""
+    return recipes.sentiment_setup(seed=seed) if task == "sentiment" else recipes.ner_setup("bert", seed=seed)
+
+
 def build(task: str, method: str, seed: int = 0):
     """(the model `method` trains on `task`, a training batch of 32, the task's base model) on fresh weights."""
     from .benchmark import NER_METHODS
@@ -251,7 +274,7 @@ def build(task: str, method: str, seed: int = 0):
 
     base = "lora" if method == "lora_merged" else method
     if task == "sentiment":
-        setup = recipes.sentiment_setup(seed=seed)
+        setup = _setup(task, seed)
         batch = next(iter(setup.train_loader))
         reference = recipes.fresh_classifier(seed=seed)
         model = sentiment_adapter(method)(recipes.fresh_classifier(seed=seed))
@@ -262,7 +285,7 @@ def build(task: str, method: str, seed: int = 0):
             batch = next(iter(cloze_loader(train, setup.tokenizer, "text", [ex["label"] for ex in train],
                                            batch_size=32)))
     elif task == "ner":
-        setup = recipes.ner_setup("bert", seed=seed)
+        setup = _setup(task, seed)
         batch, reference = next(iter(setup.train_loader)), recipes.fresh_tagger(setup, seed=seed)
         model = NER_METHODS[NER_NAMES[base]].prepare(recipes.fresh_tagger(setup, seed=seed))
     elif task == "data_to_text":
@@ -503,7 +526,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.table:
         results = load_results(args.out)
     else:
-        print("Soft prompts on sentiment: 10 sweep runs and 8 seed runs, ~3 CPU-min each (prompt tuning ~9), "
+        print("Soft prompts on sentiment: 10 sweep runs and 10 more runs, ~3 CPU-min each (prompt tuning ~9), "
               "minus the cells already in benchmarks/; then the costs of every (task, method), ~3 min.")
         sentiment_soft_prompts(args.out, jobs=args.jobs)
         torch.set_num_threads(1)
@@ -548,3 +571,37 @@ def rerun_ner(seed: int = 0, jobs: int = 2, methods: Optional[list[str]] = None)
                 future.result()
                 bar.update(1)
             return {m: f.result() for m, f in futures.items()}
+
+
+# ----------------------------------------------------------------------------- README
+README_START, README_END = "<!-- benchmark:comparison -->", "<!-- /benchmark:comparison -->"
+
+
+def summary_table(results: dict) -> str:
+    """Methods x tasks: score ÷ full fine-tuning (the probe: its accuracy), the trainable share on sentiment, and
+    the costs that decide deployment, printed by code for README."""
+    from .training import format_bytes
+
+    cell = {(r["task"], r["method"]): r for r in results["rows"]}
+    head = ["method", "trainable (sentiment)", *(f"{t} ÷ full FT" for t in TASKS[:3]), "probe accuracy",
+            "training memory", "latency b1 ÷ base", "file"]
+    lines = ["Score ÷ full fine-tuning per task (mean over 3 seeds; the probe, which no method that changes the "
+             "backbone applies to, shows its test accuracy), and the costs on the sentiment task, from "
+             "`benchmarks/comparison.json` (`python -m minitransformer.benchmark comparison`; chapter 10).", "",
+             "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for method in METHODS:
+        s = cell[("sentiment", method)]
+        scores = [f"{cell[(t, method)]['vs_full']:.2f}" if (t, method) in cell else "-" for t in TASKS[:3]]
+        probe = f"{cell[('probe', method)]['mean']:.3f}" if ("probe", method) in cell else "-"
+        lines.append(f"| {s['label']} | {100 * s['share']:.2f}% | " + " | ".join(scores) + f" | {probe} | "
+                     f"{format_bytes(s['memory']['total'])} | {s['latency_b1_vs_base']:.2f} | "
+                     f"{format_bytes(s['file_bytes'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_with_results(readme_text: str, results: dict) -> str:
+    if README_START not in readme_text or README_END not in readme_text:
+        raise ValueError(f"README has no {README_START} ... {README_END} section to fill.")
+    head, rest = readme_text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    return f"{head}{README_START}\n{summary_table(results)}{README_END}{tail}"

@@ -65,7 +65,7 @@ LABELS = {"full": "full fine-tuning", "lora": "LoRA q,v r=8", "prefix": "prefix 
           "bitfit": "BitFit (all biases)", "adapters": "adapters m=8"}
 SWEEP = {"full": [3e-4, 1e-3, 3e-3, 1e-2, 3e-2], "lora": [3e-3, 1e-2, 3e-2], "prefix": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
          "prefix_no_mlp": [1e-2, 3e-2, 1e-1, 3e-1], "prompt": [3e-2, 1e-1, 3e-1, 1.0, 3.0],
-         "bitfit": [3e-3, 1e-2, 3e-2, 1e-1], "adapters": [1e-3, 3e-3, 1e-2, 3e-2]}  # the last two: chapter 10
+         "bitfit": [3e-3, 1e-2, 3e-2, 1e-1, 3e-1], "adapters": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1]}  # the last two: chapter 10
 LOW_DATA_SWEEP = {"full": [1e-3, 3e-3, 1e-2], "prefix": [1e-3, 3e-3, 1e-2]}  # seed 0, LOW_DATA_N examples
 LOW_DATA_METHODS = tuple(LOW_DATA_SWEEP)
 SEEDS = (0, 1, 2)

@@ -1,0 +1,87 @@
+"""The comparison chapter's committed results: complete, computed from the chapters' benchmarks, reproducible."""
+
+import json
+
+import pytest
+
+from minitransformer import benchmark_comparison as comparison
+from minitransformer.benchmark import README
+from minitransformer.training import PLATEAU_MARGIN
+
+
+@pytest.fixture(scope="module")
+def results():
+    if not (comparison.RESULTS_DIR / "comparison.json").exists():
+        pytest.fail("benchmarks/comparison.json is missing: run `python -m minitransformer.benchmark comparison`")
+    return comparison.load_results()
+
+
+@pytest.fixture(scope="module")
+def sentiment_runs():
+    return json.loads((comparison.RESULTS_DIR / "comparison_sentiment.json").read_text())
+
+
+def test_every_method_on_every_task_it_applies_to_has_three_seeds(results):
+    cells = {(r["task"], r["method"]): r for r in results["rows"]}
+    expected = [(t, m) for t in comparison.TASKS for m in comparison.METHODS if comparison.applies(t, m)]
+    assert list(cells) == expected
+    for (task, method), row in cells.items():
+        if (task, method) == ("probe", "frozen"):  # zero-shot hand-written prompts: nothing trains, no seed
+            assert row["n"] == 1 and row["trainable"] == 0
+        else:
+            assert row["n"] == 3 and sorted(row["seeds"]) == [0, 1, 2], (task, method, row["seeds"])
+    # Every method of the course appears on at least two tasks, and each task has at least three methods.
+    assert all(sum(comparison.applies(t, m) for t in comparison.TASKS) >= 2 for m in comparison.METHODS)
+    assert all(sum(comparison.applies(t, m) for m in comparison.METHODS) >= 3 for t in comparison.TASKS)
+
+
+def test_rows_are_computed_from_the_chapters_benchmarks(results):
+    assert comparison.comparison_rows(results["costs"]) == results["rows"]
+    assert comparison.markdown_table(results) == (comparison.RESULTS_DIR / "comparison.md").read_text()
+
+
+def test_soft_prompt_learning_rates_come_from_their_sweep(sentiment_runs):
+    lrs = comparison.sentiment_learning_rates(sentiment_runs["runs"])
+    assert sentiment_runs["learning_rates"] == lrs
+    assert sentiment_runs["recipe"] == comparison._sentiment_recipe(), "the recipe changed: rerun the comparison"
+    for method, grid in comparison.SENTIMENT_SWEEP.items():
+        assert len(grid) >= 3
+        best = comparison.sentiment_sweep_best(sentiment_runs["runs"], method)
+        assert min(grid) < best["lr"] < max(grid), f"{method}: the best lr {best['lr']} is at the edge of {grid}"
+
+
+def test_every_trained_run_left_the_one_class_plateau(sentiment_runs):
+    for run in sentiment_runs["runs"]:
+        if run["lr"] == sentiment_runs["learning_rates"][run["method"]]:
+            assert run["train_accuracy"] >= run["majority"] + PLATEAU_MARGIN, (run["method"], run["seed"])
+
+
+def test_costs_are_measured_not_copied(results):
+    """Parameter counts, memory and file sizes are exact: re-measuring one cell gives the same bytes."""
+    cell = next(c for c in results["costs"] if (c["task"], c["method"]) == ("sentiment", "lora"))
+    again = comparison.measure_costs("sentiment", "lora", min_run_time=0.05)
+    for key in ("trainable", "total", "stored_parameters", "file_bytes", "memory"):
+        assert again[key] == cell[key], key
+
+
+def test_costs_order_the_methods_as_the_papers_claim(results):
+    cells = {(r["task"], r["method"]): r for r in results["rows"]}
+    for task in ("sentiment", "ner", "data_to_text"):
+        full = cells[(task, "full")]
+        for (t, method), row in cells.items():
+            if t == task and method not in ("full", "lora_merged"):
+                assert row["memory"]["total"] < full["memory"]["total"], (task, method)
+                assert row["file_bytes"] < full["file_bytes"] / 10, (task, method)
+    assert cells[("sentiment", "lora")]["latency_b1"] > 0 and cells[("sentiment", "lora_merged")]["latency_b1"] > 0
+
+
+def test_one_ner_cell_reproduces_the_committed_number(results):
+    row = next(r for r in results["rows"] if (r["task"], r["method"]) == ("ner", "frozen"))
+    committed = row["scores"][row["seeds"].index(1)]
+    rerun = comparison.rerun_ner(seed=1, jobs=1, methods=["frozen"])["frozen"]
+    assert rerun == pytest.approx(committed, abs=0.02)
+
+
+def test_readme_comparison_table_is_the_generated_one(results):
+    text = README.read_text()
+    assert comparison.readme_with_results(text, results) == text, "run `python -m minitransformer.benchmark readme`"
