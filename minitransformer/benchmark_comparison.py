@@ -44,7 +44,7 @@ SEEDS = (0, 1, 2)
 # verbaliser (chapter 6) and needs three times the standard budget to converge (benchmarks/prompt_tuning.md); the
 # others train the standard 20 epochs. Prefix tuning on a classification task is the deep prompt with the MLP
 # reparameterisation and a linear head (chapter 9's `p_tuning_v2_mlp`).
-SENTIMENT_SWEEP = {"p_tuning": [1e-3, 3e-3, 1e-2], "prefix_tuning": [1e-3, 3e-3, 1e-2],
+SENTIMENT_SWEEP = {"p_tuning": [3e-4, 1e-3, 3e-3, 1e-2], "prefix_tuning": [1e-3, 3e-3, 1e-2],
                    "p_tuning_v2": [1e-2, 3e-2, 1e-1, 3e-1]}
 SENTIMENT_LABELS = {"prompt_tuning": "prompt tuning (P=20, verbaliser)", "p_tuning": "P-tuning (LSTM encoder)",
                     "prefix_tuning": "prefix tuning (MLP reparam.)", "p_tuning_v2": "P-tuning v2 (P=16)",
@@ -129,9 +129,10 @@ def sentiment_learning_rates(runs: list[dict]) -> dict[str, float]:
 
 
 def _sentiment_recipe() -> dict:
+    """The standard recipe (the sweep grid is stored beside it: widening a grid keeps the finished cells)."""
     from .benchmark import _recipe
 
-    return {**_recipe(), "sweep": SENTIMENT_SWEEP}
+    return _recipe()
 
 
 def _run_cells(cells: list[tuple], jobs: int, desc: str, on_done: Callable[[dict], None]) -> None:
@@ -164,7 +165,7 @@ def sentiment_soft_prompts(out: Path = RESULTS_DIR, jobs: int = 2, threads: int 
         if old["recipe"] == recipe and old["threads"] == threads:
             done = {(r["method"], r["seed"], r["lr"]): r for r in old["runs"]}
     started = time.perf_counter()
-    results = {"recipe": recipe, "threads": threads}
+    results = {"recipe": recipe, "sweep_grid": SENTIMENT_SWEEP, "threads": threads}
 
     def save(order: list[tuple], others: bool = True) -> None:
         results["runs"] = [done[c] for c in order if c in done] + (
@@ -555,6 +556,11 @@ def rerun_ner(seed: int = 0, jobs: int = 2, methods: Optional[list[str]] = None)
     """Seed `seed` of every method on NER, `jobs` runs at a time (one process and one thread each), as
     `benchmark ner` runs them: {method: validation entity F1}."""
     methods = [m for m in (methods or METHODS) if m in NER_NAMES]
+    try:  # the longest runs first (by their committed time), so that the processes finish together
+        seconds = {r["method"]: r["seconds"] for r in _load("ner", RESULTS_DIR)["runs"] if r["backbone"] == "bert"}
+        order = sorted(methods, key=lambda m: -seconds.get(NER_NAMES[m], 0.0))
+    except FileNotFoundError:
+        order = methods
     with tqdm(total=len(methods), desc=f"NER, seed {seed}, every method", unit="run") as bar:
         if jobs == 1:
             scores = {}
@@ -563,14 +569,15 @@ def rerun_ner(seed: int = 0, jobs: int = 2, methods: Optional[list[str]] = None)
                 bar.update(1)
             return scores
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {m: pool.submit(_ner_cell, (m, seed)) for m in methods}
-            for future in futures.values():
-                future.result()
+            futures = {pool.submit(_ner_cell, (m, seed)): m for m in order}
+            scores = {}
+            for future in as_completed(futures):
+                scores[futures[future]] = future.result()
                 bar.update(1)
-            return {m: f.result() for m, f in futures.items()}
+            return {m: scores[m] for m in methods}
 
 
 # ----------------------------------------------------------------------------- README
