@@ -294,7 +294,7 @@ def _ner_recipe() -> dict:
 
 
 def run_ptv2_cell(task: str, backbone: str, method: str, seed: int, lr: Optional[float] = None,
-                  num_virtual_tokens: int = PTV2_LENGTH, progress: bool = True) -> dict:
+                  num_virtual_tokens: int = PTV2_LENGTH, progress: bool = True, epochs: Optional[int] = None) -> dict:
     """One run of the P-tuning v2 chapter's benchmark, as a JSON-able dict (validation and test scores)."""
     from .training import evaluate_entity_f1
 
@@ -313,7 +313,8 @@ def run_ptv2_cell(task: str, backbone: str, method: str, seed: int, lr: Optional
             raise ValueError("sentiment runs use the standard recipe's backbone and need an explicit lr")
         setup = recipes.sentiment_setup(seed=seed)
         model = prepare(recipes.fresh_classifier(seed=seed))
-        e = recipes.train_standard(spec.label, model, setup, method, lr=lr, track_curve=True, progress=progress)
+        e = recipes.train_standard(spec.label, model, setup, method, lr=lr, epochs=epochs or recipes.EPOCHS,
+                                   track_curve=True, progress=progress)
         test = evaluate_accuracy(e.model, setup.test_loader)
     else:
         raise ValueError(f"unknown task {task!r}")
