@@ -437,13 +437,18 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 README_START, README_END = "<!-- benchmark:sentiment -->", "<!-- /benchmark:sentiment -->"
 
 
+def fill_readme_section(readme_text: str, start: str, end: str, body: str) -> str:
+    """`readme_text` with the text between the markers `start` and `end` replaced by `body`."""
+    if start not in readme_text or end not in readme_text:
+        raise ValueError(f"README has no {start} ... {end} section to fill.")
+    head, rest = readme_text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}{end}{tail}"
+
+
 def readme_with_results(readme_text: str, results: dict) -> str:
     """README's findings table replaced by the one `markdown_table` prints from the committed results."""
-    if README_START not in readme_text or README_END not in readme_text:
-        raise ValueError(f"README has no {README_START} ... {README_END} section to fill.")
-    head, rest = readme_text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    return f"{head}{README_START}\n{markdown_table(results)}{README_END}{tail}"
+    return fill_readme_section(readme_text, README_START, README_END, markdown_table(results))
 
 
 def _recipe() -> dict:

@@ -646,8 +646,6 @@ def summary_table(results: dict) -> str:
 
 
 def readme_with_results(readme_text: str, results: dict) -> str:
-    if README_START not in readme_text or README_END not in readme_text:
-        raise ValueError(f"README has no {README_START} ... {README_END} section to fill.")
-    head, rest = readme_text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    return f"{head}{README_START}\n{summary_table(results)}{README_END}{tail}"
+    from .benchmark import fill_readme_section
+
+    return fill_readme_section(readme_text, README_START, README_END, summary_table(results))
