@@ -148,7 +148,7 @@ def summarise(runs: list[dict], key: str = "validation") -> dict[str, dict]:
 # The sweep's grid: learning rates a factor ~3 apart around each method's usual value, widened until the
 # best one is inside the grid, not at its edge.
 SWEEP_GRID = {"full": [1e-4, 3e-4, 1e-3, 3e-3], "lora": [1e-3, 3e-3, 1e-2], "bitfit": [3e-3, 1e-2, 3e-2],
-              "adapters": [1e-3, 3e-3, 1e-2, 3e-2]}
+              "adapters": [1e-3, 3e-3, 1e-2]}  # at 20 epochs adapters also tried 3e-2 (0.662)
 
 
 def _run_cell(args: tuple) -> dict:
@@ -192,16 +192,27 @@ def _best_per_method(runs: list[dict]) -> dict[str, dict]:
     return best
 
 
+def sweep_choice(runs: list[dict]) -> dict[str, dict]:
+    """Per method, the sweep's choice: the best validation score among its runs at the method's own budget."""
+    return _best_per_method([r for r in runs if run_epochs(r) == recipes.epochs_for(r["method"])])
+
+
 def sweep_table(results: dict) -> str:
-    lines = [f"Learning-rate sweep, seed {results['seed']}, {results['recipe']['epochs']} epochs "
-             f"(validation accuracy; the best per method is in bold and goes into recipes.LEARNING_RATES).", "",
-             "| method | lr | validation | train accuracy | plateau? |", "|---|---:|---:|---:|---|"]
-    best = _best_per_method(results["runs"])
+    from .training import still_rising
+
+    lines = [f"Learning-rate sweep, seed {results['seed']} (validation accuracy). Per method, the best run at the "
+             f"method's own budget (recipes.epochs_for: {results['recipe']['epochs']} epochs, "
+             + ", ".join(f"{m} {e}" for m, e in results["recipe"].get("method_epochs", {}).items())
+             + ") is in bold and goes into recipes.LEARNING_RATES; the other budget's rows are the evidence that "
+             "set the budget.", "",
+             "| method | epochs | lr | validation | train accuracy | plateau? | curve still rising? |",
+             "|---|---:|---:|---:|---:|---|---|"]
+    best = sweep_choice(results["runs"])
     for run in results["runs"]:
         score = f"{run['validation']:.3f}"
-        score = f"**{score}**" if best[run["method"]] is run else score
-        lines.append(f"| {run['label']} | {run['lr']:g} | {score} | {run['train_accuracy']:.3f} | "
-                     f"{'yes' if run['on_plateau'] else 'no'} |")
+        score = f"**{score}**" if best.get(run["method"]) is run else score
+        lines.append(f"| {run['label']} | {run_epochs(run)} | {run['lr']:g} | {score} | {run['train_accuracy']:.3f} | "
+                     f"{'yes' if run['on_plateau'] else 'no'} | {'yes' if still_rising(run['curve']) else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -453,7 +464,7 @@ def readme_with_results(readme_text: str, results: dict) -> str:
 
 def _recipe() -> dict:
     return {"backbone": recipes.BACKBONE, "n_train": recipes.N_TRAIN, "epochs": recipes.EPOCHS,
-            "batch_size": recipes.BATCH_SIZE, "warmup_ratio": recipes.WARMUP_RATIO, "schedule": recipes.SCHEDULE,
+            "method_epochs": dict(recipes.METHOD_EPOCHS), "batch_size": recipes.BATCH_SIZE, "warmup_ratio": recipes.WARMUP_RATIO, "schedule": recipes.SCHEDULE,
             "dropout": recipes.DROPOUT,
             "learning_rates": dict(recipes.LEARNING_RATES)}
 
@@ -497,6 +508,7 @@ class PromptTuningRun:
     init: str = "TEXT"
     seed: int = 0
     epochs: Optional[int] = None  # None: PT_EPOCHS (full fine-tuning: the standard recipe's)
+    lr: Optional[float] = None  # None: PT_LR (full fine-tuning: the standard recipe's)
 
 
 def _pt_runs() -> list[PromptTuningRun]:
@@ -514,6 +526,13 @@ def _pt_runs() -> list[PromptTuningRun]:
     # The init comparison where prompt tuning trains: d=128 at the longer budget (the small models stay on the plateau).
     runs += [PromptTuningRun(f"gpt_{init.lower()}_3x_epochs", backbone="gpt", init=init, epochs=3 * PT_EPOCHS)
              for init in ("SAMPLE_VOCAB", "RANDOM")]
+    # The length comparison where prompt tuning trains: d=128 at the longer budget (P = 20 is gpt_text_3x_epochs).
+    runs += [PromptTuningRun(f"gpt_text_p{p}_3x_epochs", backbone="gpt", num_virtual_tokens=p, epochs=3 * PT_EPOCHS)
+             for p in (1, 5, PT_MAX_PROMPT)]
+    # The small backbones stay on the plateau at PT_LR (the d=128 sweep's choice): their own sweep over the rest of
+    # PT_SWEEP's grid, at the longer budget, before the ladder calls them weak.
+    runs += [PromptTuningRun(f"{b}_text_3x_epochs_lr{lr:g}", backbone=b, epochs=3 * PT_EPOCHS, lr=lr)
+             for b in PT_LADDER[:2] for lr, _ in PT_SWEEP if lr != PT_LR]
     return runs
 
 
@@ -542,7 +561,7 @@ def run_prompt_tuning(run: PromptTuningRun, lr: Optional[float] = None, epochs: 
 
         backbone, tokenizer = recipes.fresh_backbone(run.backbone, seed=run.seed)  # the recipe's dropout
         model = PromptTuningClassifier(backbone, tokenizer, prompt_tuning_config(run))
-        lr, epochs = lr or PT_LR, epochs or run.epochs or PT_EPOCHS
+        lr, epochs = lr or run.lr or PT_LR, epochs or run.epochs or PT_EPOCHS
     e = fit_and_evaluate(run.name, model, setup.train_loader, setup.val_loader, epochs=epochs, lr=lr,
                          warmup_ratio=recipes.WARMUP_RATIO, schedule=recipes.SCHEDULE, track_curve=True,
                          progress=progress)
@@ -568,17 +587,17 @@ def prompt_tuning_table(results: dict) -> str:
     from .training import still_rising
 
     lines = [f"Prompt tuning on sentiment (validation accuracy, 500 reviews), seed 0; {PT_EPOCHS} epochs unless the "
-             f"table says otherwise, at lr {PT_LR:g} (AdamW, {recipes.WARMUP_RATIO:.0%} warmup, linear decay); "
+             f"table says otherwise, at lr {PT_LR:g} unless it says otherwise (AdamW, {recipes.WARMUP_RATIO:.0%} warmup, linear decay); "
              f"verbaliser {PT_VERBALIZER}. Full fine-tuning: the standard recipe. Total runtime "
              f"{results['seconds'] / 60:.0f} min of wall time ({results['threads']} thread per run).",
              "",
-             "| run | backbone | method | P | init | epochs | trainable | validation | test | train accuracy | plateau? "
-             "| curve still rising? |",
-             "|---|---|---|---:|---|---:|---:|---:|---:|---:|---|---|"]
+             "| run | backbone | method | P | init | epochs | lr | trainable | validation | test | train accuracy "
+             "| plateau? | curve still rising? |",
+             "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in results["runs"]:
         full = r["method"] == "full"
         lines.append(f"| {r['name']} | {r['backbone']} | {r['method']} | {'' if full else r['num_virtual_tokens']} | "
-                     f"{'' if full else r['init']} | {r['epochs']} | {r['trainable']:,} | {r['validation']:.3f} | "
+                     f"{'' if full else r['init']} | {r['epochs']} | {r['lr']:g} | {r['trainable']:,} | {r['validation']:.3f} | "
                      f"{r['test']:.3f} | {r['train_accuracy']:.3f} | {'yes' if r['on_plateau'] else 'no'} | "
                      f"{'yes' if still_rising(r['curve']) else 'no'} |")
     return "\n".join(lines) + "\n"
@@ -736,7 +755,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     else:
         cells = [(m, args.seed, lr, args.threads) for m in args.methods for lr in (args.lrs or SWEEP_GRID[m])]
     started = time.perf_counter()
-    print(f"{len(cells)} runs, {args.jobs} at a time: about {len(cells) * 75 // args.jobs // 60 + 1} minutes on 2 CPU cores")
+    epochs = sum(recipes.epochs_for(ALL_METHODS[m].lr_key) for m, *_ in cells if ALL_METHODS[m].prepare is not None)
+    # about 5 s per epoch and run on one thread of this course's reference laptop
+    print(f"{len(cells)} runs, {args.jobs} at a time: about {epochs * 5 // args.jobs // 60 + 1} minutes on 2 CPU cores")
     with tqdm(total=len(cells), desc=args.command, unit="run") as bar:
         if args.jobs == 1:
             runs = []
@@ -765,15 +786,22 @@ def main(argv: Optional[list[str]] = None) -> int:
         _write(results, "ablations", ablation_table(results), args.out)
     else:
         results["seed"] = args.seed
-        results["runs"] = _merged(runs, args.out / "lr_sweep.json", args.seed, lambda r: (r["method"], r["lr"]),
-                                  list(SWEEP_GRID), at_standard_lr=False)
+        results["runs"] = _merged(runs, args.out / "lr_sweep.json", args.seed,
+                                  lambda r: (r["method"], r["lr"], run_epochs(r)), list(SWEEP_GRID), at_standard_lr=False)
         _write(results, "lr_sweep", sweep_table(results), args.out)
     return 0
 
 
 def _same_recipe(a: dict, b: dict) -> bool:
-    """Equal recipes, apart from LEARNING_RATES (which the sweep itself decides)."""
-    return {k: v for k, v in a.items() if k != "learning_rates"} == {k: v for k, v in b.items() if k != "learning_rates"}
+    """Equal recipes, apart from the learning rates (which the sweep itself decides) and the per-method budgets (each
+    run's own budget is its curve's length, checked per cell)."""
+    ignore = ("learning_rates", "method_epochs")
+    return {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
+
+
+def run_epochs(run: dict) -> Optional[int]:
+    """How many epochs a committed run trained (its curve has one point per epoch); None for the frozen probe."""
+    return len(run["curve"]) if run.get("curve") else None
 
 
 def _merged(runs: list[dict], path: Path, seed: Optional[int], key: Callable[[dict], object], order: list[str],
@@ -794,11 +822,11 @@ def _merged(runs: list[dict], path: Path, seed: Optional[int], key: Callable[[di
     def current(run: dict) -> bool:
         spec = ALL_METHODS.get(run["method"])
         return not at_standard_lr or spec is None or spec.prepare is None or \
-            run["lr"] == recipes.LEARNING_RATES[spec.lr_key]
+            (run["lr"] == recipes.LEARNING_RATES[spec.lr_key] and run_epochs(run) == recipes.epochs_for(spec.lr_key))
 
     new = {key(r) for r in runs}
     kept = [r for r in old["runs"] if key(r) not in new and current(r)]
-    return sorted(kept + runs, key=lambda r: (order.index(r["method"]), r["lr"] or 0, r["seed"]))
+    return sorted(kept + runs, key=lambda r: (order.index(r["method"]), run_epochs(r) or 0, r["lr"] or 0, r["seed"]))
 
 
 # ============================================================================ P-tuning (chapter 7)

@@ -526,8 +526,9 @@ def markdown_table(results: dict) -> str:
 
     lines = ["Every method on every task it applies to. Score: mean ± sd over seeds (validation; the probe: test, "
              "as in chapter 7), from the chapters' benchmarks; 'still rising': seeds whose validation curve still "
-             f"rose at the end (training.still_rising). The soft prompts on sentiment train {SOFT_PROMPT_EPOCHS} "
-             f"epochs, the other methods {recipes.EPOCHS}. Costs measured by `python -m minitransformer.benchmark "
+             f"rose at the end (training.still_rising). On sentiment the soft prompts train {SOFT_PROMPT_EPOCHS} "
+             f"epochs, " + ", ".join(f"{m} {e}" for m, e in recipes.METHOD_EPOCHS.items())
+             + f", the other methods {recipes.EPOCHS}. Costs measured by `python -m minitransformer.benchmark "
              f"comparison` on one CPU thread ({results['machine']}): training-state memory = parameters + gradients + "
              "AdamW state; step time ÷ full fine-tuning's; forward-pass latency ÷ the base model's; the file a task "
              "needs (safetensors).", ""]

@@ -102,7 +102,38 @@ def token_stream(docs: list[str], tokenizer, separator: str) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
-MASKING = ("token", "whole_word")
+MASKING = ("token", "whole_word", "salient")
+# Words that name nothing (parts of multi-word names and values such as "The Olive Tree", "5 out of 5").
+NOT_SALIENT = {"The", "the", "a", "an", "of", "and", "at", "in", "on", "out", "yes", "no"}
+
+
+def salient_words(seed: int) -> set[str]:
+    """The world's entity names and fact values, word by word ("Mira", "Okafor", "baker", "Marton", ...).
+
+    Salient span masking (Guu et al., 2020, REALM) masks such spans on purpose, since they are what a knowledge
+    probe asks for; REALM finds them with a named-entity tagger, here the generated world is the gazetteer.
+    """
+    from .world import generate_world
+
+    words: set[str] = set()
+    for subject, _, value in generate_world(seed).facts():
+        for text in (subject, value):
+            words.update(w for w in re.findall(r"[A-Za-z]+", text) if w not in NOT_SALIENT and len(w) > 1)
+    return words
+
+
+def salient_stream(docs: list[str], tokenizer, words: set[str]) -> torch.Tensor:
+    """Bool per token of `token_stream(docs, ...)`: True for every token of a word in `words` (separators False)."""
+    flags: list[bool] = []
+    for doc, enc in zip(docs, tokenizer.encode_batch(docs, add_special_tokens=False)):
+        salient_word: dict[int, bool] = {}
+        for word in enc.word_ids:
+            if word not in salient_word:
+                start, end = enc.word_to_chars(word)
+                salient_word[word] = doc[start:end].strip() in words
+            flags.append(salient_word[word])
+        flags.append(False)
+    return torch.tensor(flags, dtype=torch.bool)
 
 
 def word_boundaries(tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,17 +164,23 @@ def word_starts(ids: torch.Tensor, boundaries: tuple[torch.Tensor, torch.Tensor]
 
 def sample_batch(stream: torch.Tensor, batch_size: int, seq_len: int, mode: str, tokenizer, generator: torch.Generator,
                  masking: str = "token", boundaries: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 mask_prob: float = 0.15):
+                 mask_prob: float = 0.15, salient: torch.Tensor | None = None, salient_prob: float = 0.5):
     """A batch of random windows. GPT: (inputs, next tokens). BERT: (masked inputs, MLM labels).
 
     BERT masking: "token" chooses `mask_prob` (15%) of the tokens independently (the original BERT
     recipe); "whole_word" chooses `mask_prob` of the words and masks every token of a chosen word together (BERT's
     later whole-word masking), so a name split into several tokens must be predicted from context
-    alone, as in the knowledge probe. The 80/10/10 split is then drawn once per word.
+    alone, as in the knowledge probe. The 80/10/10 split is then drawn once per word. "salient" is whole-word
+    masking where the words flagged in `salient` (aligned with `stream`; see `salient_stream`) are chosen with
+    probability `salient_prob` and every other word with `mask_prob` (salient span masking, REALM).
     """
     body = seq_len if mode == "gpt" else seq_len - 2
     starts = torch.randint(0, len(stream) - body - 1, (batch_size,), generator=generator)
     windows = torch.stack([stream[s : s + body + 1] for s in starts.tolist()])  # (B, body+1)
+    if masking == "salient":
+        if salient is None or len(salient) != len(stream):
+            raise PretrainError("salient masking needs the salient flags of the same token stream (salient_stream).")
+        flags = torch.stack([salient[s : s + body] for s in starts.tolist()])  # (B, body)
     if mode == "gpt":
         return windows[:, :-1], windows[:, 1:]
     cls, sep = tokenizer.token_to_id(CLS), tokenizer.token_to_id(SEP)
@@ -152,13 +189,18 @@ def sample_batch(stream: torch.Tensor, batch_size: int, seq_len: int, mode: str,
     if masking == "token":
         chosen = (torch.rand(ids.shape, generator=generator) < mask_prob) & ~special
         action = torch.rand(ids.shape, generator=generator)
-    elif masking == "whole_word":
+    elif masking in ("whole_word", "salient"):
         if boundaries is None:
             boundaries = word_boundaries(tokenizer)
-        word = word_starts(ids, boundaries).long().cumsum(dim=1)  # (B, T) word index of each token
+        word = word_starts(ids, boundaries).long().cumsum(dim=1).clamp(max=ids.shape[1] - 1)  # (B, T) word of token
         per_word = torch.rand(2, *ids.shape, generator=generator)  # draws for words 1..T (index 0 unused)
-        chosen = (per_word[0].gather(1, word.clamp(max=ids.shape[1] - 1)) < mask_prob) & ~special
-        action = per_word[1].gather(1, word.clamp(max=ids.shape[1] - 1))
+        prob = torch.full(ids.shape, mask_prob)
+        if masking == "salient":  # a word is salient if any of its tokens is
+            token_flags = torch.cat([torch.zeros(batch_size, 1), flags.float(), torch.zeros(batch_size, 1)], dim=1)
+            word_flags = torch.zeros(ids.shape).scatter_reduce(1, word, token_flags, "amax").gather(1, word)
+            prob = torch.where(word_flags > 0, salient_prob, mask_prob)
+        chosen = (per_word[0].gather(1, word) < prob) & ~special
+        action = per_word[1].gather(1, word)
     else:
         raise PretrainError(f"--masking must be one of {MASKING}, got {masking!r}.")
     labels = torch.where(chosen, ids, torch.full_like(ids, -100))
@@ -257,7 +299,8 @@ class RunPlan:
 
 def plan_run(mode="gpt", steps=1500, batch_size=32, lr=2e-3, seed=0, text_file=None, out_dir=None, name=None,
              d_model=128, n_layers=4, n_heads=4, max_seq_len=128, vocab_size=None, tokenizer=None,
-             overwrite=False, overwrite_shipped=False, masking="token", mask_prob=0.15, init_from=None) -> RunPlan:
+             overwrite=False, overwrite_shipped=False, masking="token", mask_prob=0.15, init_from=None,
+             salient_prob=0.5) -> RunPlan:
     """Check every input of a pretraining run, cheapest first, before any training. Raises PretrainError."""
     for flag, value in (("--steps", steps), ("--batch-size", batch_size)):
         if not isinstance(value, int) or value <= 0:
@@ -270,6 +313,13 @@ def plan_run(mode="gpt", steps=1500, batch_size=32, lr=2e-3, seed=0, text_file=N
         raise PretrainError(f"--masking must be one of {', '.join(MASKING)}, got {masking!r}.")
     if not 0 < mask_prob < 1:
         raise PretrainError(f"--mask-prob must be between 0 and 1 (exclusive), got {mask_prob!r} (BERT used 0.15).")
+    if not 0 < salient_prob <= 1:
+        raise PretrainError(f"--salient-prob must be in (0, 1], got {salient_prob!r}.")
+    if masking == "salient" and text_file is not None:
+        raise PretrainError("--masking salient needs the generated world's names (its gazetteer); a --text corpus has "
+                            "none. Use --masking whole_word or token with --text.")
+    if salient_prob != 0.5 and masking != "salient":
+        raise PretrainError("--salient-prob applies to --masking salient only; drop it or add --masking salient.")
     if (masking != "token" or mask_prob != 0.15) and mode != "bert":
         raise PretrainError("--masking and --mask-prob apply to --mode bert only (GPT predicts every next token); "
                             "drop them or use --mode bert.")
@@ -380,7 +430,7 @@ def pretrain(mode: str = "gpt", steps: int = 1500, batch_size: int = 32, lr: flo
              d_model: int = 128, n_layers: int = 4, n_heads: int = 4, max_seq_len: int = 128,
              vocab_size: int | None = None, tokenizer: str | Path | None = None, overwrite: bool = False,
              overwrite_shipped: bool = False, masking: str = "token", mask_prob: float = 0.15,
-             init_from: str | Path | None = None, progress: bool = True,
+             init_from: str | Path | None = None, salient_prob: float = 0.5, progress: bool = True,
              command: str | None = None) -> dict:
     """Pretrain one checkpoint and write it (see the module docstring for the rules). Returns its model card.
 
@@ -391,7 +441,8 @@ def pretrain(mode: str = "gpt", steps: int = 1500, batch_size: int = 32, lr: flo
     args = dict(mode=mode, steps=steps, batch_size=batch_size, lr=lr, seed=seed, text_file=text_file,
                 out_dir=out_dir, name=name, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
                 max_seq_len=max_seq_len, vocab_size=vocab_size, tokenizer=tokenizer, overwrite=overwrite,
-                overwrite_shipped=overwrite_shipped, masking=masking, mask_prob=mask_prob, init_from=init_from)
+                overwrite_shipped=overwrite_shipped, masking=masking, mask_prob=mask_prob, init_from=init_from,
+                salient_prob=salient_prob)
     started = time.perf_counter()
     plan = plan_run(**args)
     if command is None:  # called from Python: record the call itself
@@ -436,7 +487,8 @@ def pretrain(mode: str = "gpt", steps: int = 1500, batch_size: int = 32, lr: flo
         model.load_state_dict(load_checkpoint(init_from).state_dict())
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     generator = torch.Generator().manual_seed(seed)
-    boundaries = word_boundaries(tokenizer_obj) if masking == "whole_word" else None
+    boundaries = word_boundaries(tokenizer_obj) if masking in ("whole_word", "salient") else None
+    salient = salient_stream(train_docs, tokenizer_obj, salient_words(seed)) if masking == "salient" else None
     model.train()
     losses = []
     bar = tqdm(range(steps), desc=f"pretrain {name}", disable=not progress)
@@ -444,7 +496,7 @@ def pretrain(mode: str = "gpt", steps: int = 1500, batch_size: int = 32, lr: flo
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup=max(1, steps // 20))
         inputs, labels = sample_batch(train_stream, batch_size, max_seq_len, mode, tokenizer_obj, generator,
-                                      masking, boundaries, mask_prob)
+                                      masking, boundaries, mask_prob, salient, salient_prob)
         loss = lm_loss(model, inputs, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -461,7 +513,10 @@ def pretrain(mode: str = "gpt", steps: int = 1500, batch_size: int = 32, lr: flo
         "name": name,
         "objective": ("causal language modelling" if mode == "gpt" else
                       f"masked language modelling ({mask_prob:.0%}, 80/10/10)" if masking == "token" else
-                      f"masked language modelling, whole-word masking ({mask_prob:.0%} of words, 80/10/10 per word)"),
+                      f"masked language modelling, whole-word masking ({mask_prob:.0%} of words, 80/10/10 per word)"
+                      if masking == "whole_word" else
+                      f"masked language modelling, salient span masking ({salient_prob:.0%} of the world's entity "
+                      f"and value words, {mask_prob:.0%} of other words, 80/10/10 per word)"),
         "corpus": (f"text file {corpus['file']} ({corpus['bytes']:,} bytes, sha256 {corpus['sha256'][:12]}...)"
                    if text_file is not None else f"generated world, seed {seed}"),
         "corpus_details": corpus,
@@ -472,6 +527,8 @@ def pretrain(mode: str = "gpt", steps: int = 1500, batch_size: int = 32, lr: flo
         "tokens_seen": steps * batch_size * (max_seq_len if mode == "gpt" else max_seq_len - 2),
         "steps": steps, "batch_size": batch_size, "peak_lr": lr, "seed": seed,
         **({"masking": masking, "mask_prob": mask_prob} if mode == "bert" else {}),
+        **({"salient_prob": salient_prob, "salient_share": round(salient.float().mean().item(), 4)}
+           if masking == "salient" else {}),
         **({"init_from": {"file": Path(init_from).name, "sha256": init_card.get("sha256"), "steps": init_card.get("steps"),
                           "objective": init_card.get("objective"), "tokens_seen": init_card.get("tokens_seen")},
             "total_steps": steps + int(init_card.get("total_steps", init_card.get("steps", 0)))} if init_card else {}),
@@ -549,10 +606,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-heads", type=int, default=4)
     parser.add_argument("--max-seq-len", type=int, default=128)
     parser.add_argument("--masking", choices=list(MASKING), default="token",
-                        help="bert only: mask 15%% of tokens independently (token, the default) or 15%% of words with "
-                             "all their tokens (whole_word)")
+                        help="bert only: mask 15%% of tokens independently (token, the default), 15%% of words with "
+                             "all their tokens (whole_word), or whole words with the world's names and fact values "
+                             "chosen more often (salient, see --salient-prob)")
     parser.add_argument("--mask-prob", type=float, default=0.15, help="bert only: share of tokens (or words) masked "
                                                                        "(default 0.15, as in BERT)")
+    parser.add_argument("--salient-prob", type=float, default=0.5,
+                        help="--masking salient only: share of the world's entity and value words masked (default 0.5; "
+                             "other words get --mask-prob)")
     parser.add_argument("--init-from", metavar="FILE", help="continue pretraining this checkpoint (.safetensors of the "
                                                               "same mode and size) instead of starting from random weights")
     parser.add_argument("--overwrite", action="store_true", help="replace a checkpoint of the same name in --out")
@@ -572,7 +633,8 @@ def main(argv=None) -> None:
                         n_layers=args.n_layers, n_heads=args.n_heads, max_seq_len=args.max_seq_len,
                         vocab_size=args.vocab_size, tokenizer=args.tokenizer, overwrite=args.overwrite,
                         overwrite_shipped=args.overwrite_shipped, masking=args.masking,
-                        mask_prob=args.mask_prob, init_from=args.init_from, command=command.strip())
+                        mask_prob=args.mask_prob, init_from=args.init_from, salient_prob=args.salient_prob,
+                        command=command.strip())
     except KeyboardInterrupt:
         if args.debug:
             raise

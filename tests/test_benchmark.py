@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from minitransformer import recipes
-from minitransformer.benchmark import ABLATIONS, METHODS, load_results, markdown_table, run_one, summarise
+from minitransformer.benchmark import ABLATIONS, METHODS, load_results, markdown_table, run_epochs, run_one, summarise
 from minitransformer.training import still_rising
 
 
@@ -27,6 +27,16 @@ def test_every_method_has_three_seeds_on_the_current_recipe(results):
         recipes.EPOCHS, recipes.BATCH_SIZE, recipes.WARMUP_RATIO, recipes.SCHEDULE, recipes.DROPOUT), \
         "the recipe changed since the benchmark ran: rerun `python -m minitransformer.benchmark sentiment`"
     assert recipe["learning_rates"] == recipes.LEARNING_RATES
+    for run in results["runs"]:
+        if run["method"] != "frozen":
+            assert run_epochs(run) == recipes.epochs_for(run["method"]), \
+                f"{run['method']} seed {run['seed']} ran another budget than recipes.epochs_for: rerun it"
+
+
+def test_ablations_train_at_their_familys_budget():
+    for run in load_results("ablations")["runs"]:
+        family = ABLATIONS[run["method"]].lr_key
+        assert run_epochs(run) == recipes.epochs_for(family), f"{run['method']}: rerun the ablation at its budget"
 
 
 def test_ablations_cover_every_variant():
@@ -37,8 +47,8 @@ def test_ablations_cover_every_variant():
 def test_learning_rates_are_the_best_of_the_sweep():
     sweep = load_results("lr_sweep")
     for method in ("full", "lora", "bitfit", "adapters"):
-        runs = [r for r in sweep["runs"] if r["method"] == method]
-        assert len(runs) >= 3, f"the sweep must try at least 3 learning rates for {method}"
+        runs = [r for r in sweep["runs"] if r["method"] == method and run_epochs(r) == recipes.epochs_for(method)]
+        assert len(runs) >= 3, f"the sweep must try at least 3 learning rates for {method} at its budget"
         best = max(runs, key=lambda r: r["validation"])
         assert recipes.LEARNING_RATES[method] == best["lr"], f"LEARNING_RATES[{method!r}] is not the sweep's best"
         tried = sorted(r["lr"] for r in runs)
@@ -93,6 +103,16 @@ def test_no_method_stays_on_the_one_class_plateau(results):
 def test_the_reference_points_have_converged(results):
     """Full fine-tuning and the frozen probe are what every method is judged against: their runs must be done."""
     assert not _rising_seeds(results, "full"), "full fine-tuning's validation curve still rises: raise EPOCHS"
+
+
+def test_the_longer_budgets_rest_on_evidence():
+    """A method gets more than EPOCHS only if its 20-epoch sweep run (at the rate that sweep chose) still rose."""
+    sweep = load_results("lr_sweep")["runs"]
+    for method, epochs in recipes.METHOD_EPOCHS.items():
+        short = [r for r in sweep if r["method"] == method and run_epochs(r) == recipes.EPOCHS]
+        assert short, f"keep {method}'s {recipes.EPOCHS}-epoch sweep in lr_sweep.json: it is the evidence"
+        assert still_rising(max(short, key=lambda r: r["validation"])["curve"]), \
+            f"{method}'s curve had flattened at {recipes.EPOCHS} epochs: drop it from METHOD_EPOCHS"
 
 
 def test_frozen_probe_is_informative_but_clearly_below_full_fine_tuning(results):

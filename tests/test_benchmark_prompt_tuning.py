@@ -34,7 +34,7 @@ def test_every_run_is_committed_on_the_current_recipe(results):
         assert (r["backbone"], r["method"], r["num_virtual_tokens"], r["init"]) == (
             spec.backbone, spec.method, spec.num_virtual_tokens, spec.init)
         if r["method"] == "prompt_tuning":
-            assert (r["lr"], r["epochs"]) == (PT_LR, spec.epochs or PT_EPOCHS)
+            assert (r["lr"], r["epochs"]) == (spec.lr or PT_LR, spec.epochs or PT_EPOCHS)
             d = model_card(r["backbone"])["config"]["d_model"]
             assert r["trainable"] == r["num_virtual_tokens"] * d, "prompt tuning trains exactly P x d numbers"
         else:

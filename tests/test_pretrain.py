@@ -321,6 +321,52 @@ def test_whole_word_masking_masks_every_token_of_a_chosen_word():
     assert 0.1 < (labels != -100).float().mean().item() < 0.2
 
 
+def test_salient_masking_targets_the_worlds_names_whole_words_at_their_own_rate():
+    from minitransformer.pretrain import (PretrainError, salient_stream, salient_words, sample_batch, token_stream,
+                                          word_boundaries, word_starts)
+
+    _, tokenizer = load_pretrained("bert")
+    names = salient_words(0)
+    assert {"baker", "Okafor"} <= names and not names & {"The", "the", "of", "yes"}
+    docs = ["Mira Okafor works as a baker in the old town. She likes the quiet evenings there."] * 60
+    stream = token_stream(docs, tokenizer, "[SEP]")
+    flags = salient_stream(docs, tokenizer, {"Mira", "Okafor", "baker"})
+    assert len(flags) == len(stream)
+    first = tokenizer.encode(docs[0], add_special_tokens=False)
+    flagged = "".join(t for t, f in zip(first.tokens, flags.tolist()) if f).replace("Ġ", " ").split()
+    assert flagged == ["Mira", "Okafor", "baker"], flagged
+    boundaries = word_boundaries(tokenizer)
+    inputs, labels = sample_batch(stream, 64, 48, "bert", tokenizer, torch.Generator().manual_seed(0), "salient",
+                                  boundaries, 0.1, flags, 0.9)
+    ids = torch.where(labels != -100, labels, inputs)
+    chosen = labels != -100
+    words = word_starts(ids, boundaries).long().cumsum(dim=1)
+    salient_ids = set(tokenizer.encode(" Mira Okafor baker", add_special_tokens=False).ids)
+    is_salient = torch.tensor([[i in salient_ids for i in row] for row in ids.tolist()])
+    for row in range(ids.shape[0]):
+        for word in words[row].unique():
+            in_word = words[row] == word
+            assert chosen[row][in_word].all() or not chosen[row][in_word].any(), "a word was partly masked"
+    salient_rate = chosen[is_salient].float().mean().item()
+    other_rate = chosen[~is_salient & (ids >= 5)].float().mean().item()
+    assert 0.8 < salient_rate and other_rate < 0.2, (salient_rate, other_rate)
+    with pytest.raises(PretrainError, match="salient flags"):
+        sample_batch(stream, 2, 48, "bert", tokenizer, torch.Generator(), "salient", boundaries, 0.1, None, 0.9)
+
+
+def test_salient_masking_is_checked_before_any_work(tmp_path, capsys):
+    text = write_corpus(tmp_path / "corpus.txt", repeats=12)
+    code, err = run_cli(["--text", str(text), "--mode", "bert", *TINY, "--masking", "salient", "--out",
+                         str(tmp_path / "c")], capsys)
+    assert_one_line_error(code, err, "needs the generated world")
+    code, err = run_cli(["--mode", "bert", *TINY, "--salient-prob", "0.8", "--out", str(tmp_path / "c")], capsys)
+    assert_one_line_error(code, err, "--salient-prob applies to --masking salient only")
+    code, err = run_cli(["--mode", "bert", *TINY, "--masking", "salient", "--salient-prob", "0", "--out",
+                         str(tmp_path / "c")], capsys)
+    assert_one_line_error(code, err, "--salient-prob must be in (0, 1]")
+    assert not (tmp_path / "c").exists()
+
+
 def test_word_boundaries_follow_the_space_marker():
     from minitransformer.pretrain import word_boundaries, word_starts
 
