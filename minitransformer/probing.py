@@ -90,3 +90,29 @@ def probe_accuracy(model, tokenizer, examples: Sequence[dict]) -> float:
         correct += int(ex["candidates"][int(scores.argmax())] == ex["answer"])
     model.train(was_training)
     return correct / max(len(examples), 1)
+
+
+def answer_concentration(model, tokenizer, examples: Sequence[dict]) -> dict[str, dict]:
+    """Per relation: accuracy, the answer the model gives most often and the share of probes it gives it to.
+
+    A model that knows facts answers differently for different subjects; one that only learned which answers
+    are common after "works as a" gives the same word whatever the subject (a share near 1).
+    """
+    from collections import Counter, defaultdict
+
+    was_training = model.training
+    model.eval()
+    given: dict[str, Counter] = defaultdict(Counter)
+    correct: Counter = Counter()
+    for ex in examples:
+        answer = ex["candidates"][int(candidate_scores(model, tokenizer, ex).argmax())]
+        given[ex["relation"]][answer] += 1
+        correct[ex["relation"]] += int(answer == ex["answer"])
+    model.train(was_training)
+    out = {}
+    for relation, counts in given.items():
+        n = sum(counts.values())
+        top, times = counts.most_common(1)[0]
+        out[relation] = {"probes": n, "accuracy": round(correct[relation] / n, 4), "most_given": top,
+                         "most_given_share": round(times / n, 4)}
+    return out

@@ -406,3 +406,19 @@ def test_masking_options_and_init_from_are_recorded_and_checked(tmp_path, capsys
     code, err = run_cli(more + ["--init-from", str(first), "--d-model", "32", "--out", str(tmp_path / "c")], capsys)
     assert_one_line_error(code, err, "pass the same --mode and sizes")
     assert not (tmp_path / "c").exists()
+
+
+def test_answer_concentration_agrees_with_probe_accuracy():
+    """Chapter 7's diagnosis of the BERT checkpoints: per relation, the answer given most often and its share."""
+    from minitransformer.probing import answer_concentration, probe_accuracy
+    from minitransformer.world import load_task
+
+    model, tokenizer = load_pretrained("gpt")
+    examples = load_task("probing").test[:60]
+    concentration = answer_concentration(model, tokenizer, examples)
+    assert sum(c["probes"] for c in concentration.values()) == len(examples)
+    correct = sum(c["accuracy"] * c["probes"] for c in concentration.values())
+    assert correct / len(examples) == pytest.approx(probe_accuracy(model, tokenizer, examples), abs=1e-3)
+    for relation, c in concentration.items():
+        assert c["most_given"] in examples[[e["relation"] for e in examples].index(relation)]["candidates"]
+        assert 1 / c["probes"] <= c["most_given_share"] <= 1
