@@ -66,7 +66,7 @@ LEARNING_RATES = {
     "full": 3e-4,
     "lora": 3e-3,
     "bitfit": 1e-2,
-    "adapters": 3e-3,
+    "adapters": 1e-2,
 }
 
 
