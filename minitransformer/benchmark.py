@@ -467,7 +467,8 @@ def readme_with_results(readme_text: str, results: dict) -> str:
 
 def _recipe() -> dict:
     return {"backbone": recipes.BACKBONE, "n_train": recipes.N_TRAIN, "epochs": recipes.EPOCHS,
-            "method_epochs": dict(recipes.METHOD_EPOCHS), "batch_size": recipes.BATCH_SIZE, "warmup_ratio": recipes.WARMUP_RATIO, "schedule": recipes.SCHEDULE,
+            "method_epochs": dict(recipes.METHOD_EPOCHS), "batch_size": recipes.BATCH_SIZE,
+            "warmup_ratio": recipes.WARMUP_RATIO, "schedule": recipes.SCHEDULE,
             "dropout": recipes.DROPOUT,
             "learning_rates": dict(recipes.LEARNING_RATES)}
 
