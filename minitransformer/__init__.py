@@ -4,11 +4,11 @@ from .checkpoint import CheckpointError, load_checkpoint, load_pretrained, model
 from .model import (ConfigError, MiniTransformer, ModelOutput, SequenceClassifier, TokenClassifier,
                     TransformerConfig)
 from .peft import changed_tensors, print_trainable_parameters, state_fingerprint
-from .training import count_parameters, freeze, get_device, measure_latency, set_seed, train, training_state_memory
+from .training import compare_latency, count_parameters, freeze, get_device, measure_latency, set_seed, train, training_state_memory
 
 __all__ = [
     "CheckpointError", "ConfigError", "MiniTransformer", "ModelOutput", "SequenceClassifier", "TokenClassifier",
-    "TransformerConfig", "changed_tensors", "count_parameters", "freeze", "get_device", "load_checkpoint",
+    "TransformerConfig", "changed_tensors", "compare_latency", "count_parameters", "freeze", "get_device", "load_checkpoint",
     "load_pretrained", "measure_latency", "model_card", "print_trainable_parameters", "save_checkpoint",
     "set_seed", "state_fingerprint", "train", "training_state_memory",
 ]

@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-from tqdm.auto import tqdm
 
 from . import recipes
-from .training import Experiment, evaluate_accuracy
+from .training import Experiment, evaluate_accuracy, progress_bar
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -427,7 +426,7 @@ def ptv2_main(command: str, out: Path = RESULTS_DIR, threads: int = 1) -> int:
             if committed["recipe"] | {"learning_rates": None} == _ner_recipe() | {"learning_rates": None}:
                 cached |= {_cell_key(r): r for r in committed["runs"]}
     runs = []
-    for cell in tqdm(cells, desc=command, unit="run"):
+    for cell in progress_bar(cells, desc=command, unit="run"):
         task, backbone, method, seed, lr, length = cell
         key = (task, backbone, method, seed, lr, length if method.startswith(("p_", "prompt")) else None)
         runs.append(dict(cached[key]) if key in cached else
@@ -655,7 +654,7 @@ def _prompt_tuning_command(args) -> int:
                 runs = [r for r in old["runs"] if (r["lr"], r["epochs"]) not in grid]
                 prompts = {f"lr{r['lr']:g}_ep{r['epochs']}": old_prompts[f"lr{r['lr']:g}_ep{r['epochs']}"] for r in runs}
                 seconds = old["seconds"]
-        for lr, ep in tqdm(grid, desc="prompt tuning sweep", unit="run"):
+        for lr, ep in progress_bar(grid, desc="prompt tuning sweep", unit="run"):
             record, prompts[f"lr{lr:g}_ep{ep}"] = run_prompt_tuning(PromptTuningRun(f"sweep_lr{lr:g}_ep{ep}"), lr=lr,
                                                                     epochs=ep)
             runs.append(record)
@@ -676,7 +675,7 @@ def _prompt_tuning_command(args) -> int:
         runs, seconds = [by_name[n] for n in PT_RUNS], sum(p["seconds"] for p in parts)
     else:
         runs, prompts = [], {}
-        for name in tqdm(args.runs or list(PT_RUNS), desc="prompt tuning", unit="run"):
+        for name in progress_bar(args.runs or list(PT_RUNS), desc="prompt tuning", unit="run"):
             record, prompt = run_prompt_tuning(PT_RUNS[name])
             runs.append(record)
             if prompt is not None:
@@ -762,7 +761,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     epochs = sum(recipes.epochs_for(ALL_METHODS[m].lr_key) for m, *_ in cells if ALL_METHODS[m].prepare is not None)
     # about 5 s per epoch and run on one thread of this course's reference laptop
     print(f"{len(cells)} runs, {args.jobs} at a time: about {epochs * 5 // args.jobs // 60 + 1} minutes on 2 CPU cores")
-    with tqdm(total=len(cells), desc=args.command, unit="run") as bar:
+    with progress_bar(total=len(cells), desc=args.command, unit="run") as bar:
         if args.jobs == 1:
             runs = []
             for cell in cells:
@@ -941,7 +940,7 @@ def p_tuning_main(argv: list[str]) -> int:
         # GPT's sweep sets P_TUNING_LR; `--backbones bert` writes p_tuning_lr_sweep_bert (BERT's own evidence).
         backbone = args.backbones[0] if args.backbones != ["gpt", "bert"] else "gpt"
         cells = [(c, lr) for c in P_TUNING_SWEEP_GRID for lr in P_TUNING_SWEEP_GRID[c]]
-        runs = [p_tuning_run(backbone, c, 0, lr, args.threads) for c, lr in tqdm(cells, desc="p_tuning_sweep")]
+        runs = [p_tuning_run(backbone, c, 0, lr, args.threads) for c, lr in progress_bar(cells, desc="p_tuning_sweep")]
         results = {"command": command, "backbone": backbone, "seed": 0, "threads": args.threads,
                    "dropout": recipes.DROPOUT, "seconds": round(time.perf_counter() - started), "runs": runs}
         name = "p_tuning_lr_sweep" + ("" if backbone == "gpt" else f"_{backbone}")
@@ -955,7 +954,7 @@ def p_tuning_main(argv: list[str]) -> int:
     cells = [(b, c, s) for b in args.backbones for c in args.configs for s in args.seeds]
     for backbone in args.backbones:
         discrete[backbone] = p_tuning_discrete(backbone)
-    runs += [p_tuning_run(b, c, s, None, args.threads) for b, c, s in tqdm(cells, desc="p_tuning")]
+    runs += [p_tuning_run(b, c, s, None, args.threads) for b, c, s in progress_bar(cells, desc="p_tuning")]
     order = {"gpt": 0, "bert": 1}
     runs.sort(key=lambda r: (order[r["backbone"]], list(P_TUNING_CONFIGS).index(r["config"]), r["seed"]))
     from minitransformer.checkpoint import model_card

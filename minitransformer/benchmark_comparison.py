@@ -31,10 +31,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-from tqdm.auto import tqdm
 
 from . import recipes
-from .training import evaluate_accuracy
+from .training import evaluate_accuracy, progress_bar
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 SEEDS = (0, 1, 2)
@@ -150,7 +149,7 @@ def _run_cells(cells: list[tuple], jobs: int, desc: str, on_done: Callable[[dict
     """Run `cells`, `jobs` at a time (one process each), calling `on_done(run)` as each one finishes."""
     if not cells:
         return
-    with tqdm(total=len(cells), desc=desc, unit="run") as bar:
+    with progress_bar(total=len(cells), desc=desc, unit="run") as bar:
         if jobs == 1:
             for cell in cells:
                 on_done(_cell(cell))
@@ -440,7 +439,7 @@ def measure_costs(task: str, method: str, min_run_time: float = 0.3, seed: int =
 
 def measure_all_costs(tasks=TASKS, min_run_time: float = 0.3, progress: bool = True) -> list[dict]:
     cells = [(t, m) for t in tasks for m in METHODS if applies(t, m)]
-    return [measure_costs(t, m, min_run_time) for t, m in tqdm(cells, desc="costs", unit="cell", disable=not progress)]
+    return [measure_costs(t, m, min_run_time) for t, m in progress_bar(cells, desc="costs", unit="cell", disable=not progress)]
 
 
 # ----------------------------------------------------------------------------- scores, from the chapters' benchmarks
@@ -607,7 +606,7 @@ def rerun_ner(seed: int = 0, jobs: int = 2, methods: Optional[list[str]] = None)
         order = sorted(methods, key=lambda m: -seconds.get(NER_NAMES[m], 0.0))
     except FileNotFoundError:
         order = methods
-    with tqdm(total=len(methods), desc=f"NER, seed {seed}, every method", unit="run") as bar:
+    with progress_bar(total=len(methods), desc=f"NER, seed {seed}, every method", unit="run") as bar:
         if jobs == 1:
             scores = {}
             for m in methods:

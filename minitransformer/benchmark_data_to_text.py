@@ -32,11 +32,10 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from tqdm.auto import tqdm
 
 from .recipes import DROPOUT, fresh_backbone
 from .data_to_text import data_to_text_loader, evaluate_lm_loss, generate_with, score_texts
-from .training import count_parameters, majority_share, set_seed, train, training_state_memory
+from .training import count_parameters, majority_share, progress_bar, set_seed, train, training_state_memory
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 NAME = "data_to_text"
@@ -313,7 +312,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     results["low_data_grid"] = LOW_DATA_SWEEP
     sweeps = sweep_cells()
     zeros = {m: 0.0 for m in SWEEP}
-    with tqdm(total=len(sweeps) + len(cells_after_sweep(zeros, zeros)), desc=NAME, unit="run") as bar:
+    with progress_bar(total=len(sweeps) + len(cells_after_sweep(zeros, zeros)), desc=NAME, unit="run") as bar:
         for stage in ("sweeps", "rest"):
             if stage == "rest":
                 results["learning_rates"] = best_learning_rates(results["runs"])

@@ -37,14 +37,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .checkpoint import (CHECKPOINT_DIR, SHIPPED, CheckpointError, commit_staged, discard_staged, list_checkpoints,
                          load_checkpoint, read_card, sha256_of, stage_checkpoint, stage_file)
 from .model import ConfigError, MiniTransformer, TransformerConfig
 from .probing import probe_accuracy
 from .tokenizer import CLS, EOS, MASK, SEP, SPECIAL_TOKENS, load_tokenizer, train_tokenizer
-from .training import set_seed
+from .training import progress_bar, set_seed
 
 DEFAULT_VOCAB_SIZE = 2048
 MIN_VOCAB_SIZE = 256 + len(SPECIAL_TOKENS)  # byte-level BPE starts from 256 byte symbols, plus the special tokens
@@ -491,7 +490,7 @@ def pretrain(mode: str = "gpt", steps: int = 1500, batch_size: int = 32, lr: flo
     salient = salient_stream(train_docs, tokenizer_obj, salient_words(seed)) if masking == "salient" else None
     model.train()
     losses = []
-    bar = tqdm(range(steps), desc=f"pretrain {name}", disable=not progress)
+    bar = progress_bar(range(steps), desc=f"pretrain {name}", disable=not progress)
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup=max(1, steps // 20))
@@ -504,7 +503,7 @@ def pretrain(mode: str = "gpt", steps: int = 1500, batch_size: int = 32, lr: flo
         optimizer.step()
         losses.append(loss.item())
         if step % 10 == 0:
-            bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
+            bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}", refresh=False)  # drawn with the bar
     train_seconds = time.perf_counter() - started
     model.eval()
     val_loss = validation_loss(model, val_stream, mode, tokenizer_obj)

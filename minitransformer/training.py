@@ -13,9 +13,34 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from tqdm.auto import tqdm as _tqdm
 
 from .tokenizer import PAD, encode, encode_words_with_labels
+
+# ----------------------------------------------------------------------------- progress
+
+# Most redraws one bar makes, and the least time between two. Why a bound: a notebook bar
+# (tqdm.auto in Jupyter) sends 2-3 messages per redraw, nbval reads a cell's messages only
+# after the cell ends, and ZeroMQ silently drops what exceeds its high-water mark (1,000 per
+# socket). A bar redrawn every 0.1 s over a 3-minute training cell drops the kernel's
+# "idle" message, and nbval fails with "Timeout of 5 seconds exceeded waiting for output".
+MAX_REDRAWS = 100
+MIN_REDRAW_SECONDS = 1.0
+
+
+def progress_bar(iterable: Optional[Iterable] = None, total: Optional[int] = None, **kwargs):
+    """A tqdm.auto bar that redraws at most MAX_REDRAWS times and at most once per MIN_REDRAW_SECONDS.
+
+    Every progress bar of the project comes from here. tqdm redraws only when both hold: at least
+    `miniters` updates and at least `mininterval` seconds since the last redraw.
+    """
+    if total is None and iterable is not None and hasattr(iterable, "__len__"):
+        total = len(iterable)
+    kwargs.setdefault("mininterval", MIN_REDRAW_SECONDS)
+    if total:
+        kwargs.setdefault("miniters", max(1, math.ceil(total / MAX_REDRAWS)))
+    return _tqdm(iterable, total=total, **kwargs)
+
 
 # ----------------------------------------------------------------------------- setup
 
@@ -202,7 +227,7 @@ def train(model: nn.Module, loader: DataLoader, *, epochs: int = 1, lr: float = 
     result = TrainResult(optimizer=optimizer)
     start = time.perf_counter()
     model.train()
-    with tqdm(total=total, desc=desc, disable=not progress, leave=False) as bar:
+    with progress_bar(total=total, desc=desc, disable=not progress, leave=False) as bar:
         for epoch in range(epochs):
             if hasattr(loader, "set_epoch"):
                 loader.set_epoch(epoch)
@@ -314,6 +339,21 @@ def measure_latency(fn: Callable[[], object], min_run_time: float = 0.5, num_thr
 
     timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=num_threads or torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_run_time).median
+
+
+def compare_latency(calls: dict[str, Callable[[], object]], rounds: int = 10, min_run_time: float = 0.05,
+                    num_threads: int = 1) -> dict[str, float]:
+    """Seconds per call of each of `calls`, timed in `rounds` interleaved rounds; the best round of each.
+
+    Timing one model after the other lets a slow spell of a shared machine (another process, a
+    clock change) land on one of them only. Interleaving spreads it over all, and the best round
+    is the least disturbed reading. One thread: on a 2-core laptop, 2 threads are the noisiest.
+    """
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            times[name].append(measure_latency(fn, min_run_time=min_run_time, num_threads=num_threads))
+    return {name: min(ts) for name, ts in times.items()}
 
 
 def format_bytes(n: float) -> str:

@@ -86,6 +86,26 @@ def test_device_choice_and_latency():
     assert 0 < measure_latency(lambda: layer(torch.ones(1, 4)), min_run_time=0.05) < 0.1
 
 
+def test_compare_latency_interleaves_its_rounds_and_keeps_the_best():
+    import time
+
+    from minitransformer import compare_latency
+
+    order = []
+
+    def call(name, seconds):
+        def fn():
+            order.append(name)
+            time.sleep(seconds)
+        return fn
+
+    latency = compare_latency({"fast": call("fast", 0.0), "slow": call("slow", 0.002)}, rounds=3, min_run_time=0.01)
+    assert set(latency) == {"fast", "slow"} and latency["fast"] < latency["slow"]
+    assert latency["slow"] >= 0.002
+    switches = sum(a != b for a, b in zip(order, order[1:]))
+    assert switches == 2 * 3 - 1, "each round times every call once, in turn"
+
+
 def test_shuffle_order_depends_only_on_seed_and_epoch():
     _, tokenizer = load_pretrained("bert")
     examples = [{"text": f"Review number {i}.", "label": i % 2} for i in range(64)]
@@ -178,19 +198,37 @@ def test_progress_bar_does_not_redraw_on_every_step(monkeypatch):
     import minitransformer.training as training
 
     refreshes = []
-    real_tqdm = training.tqdm
+    real_tqdm = training._tqdm
 
     class CountingBar(real_tqdm):
         def refresh(self, *args, **kwargs):
             refreshes.append(1)
             return super().refresh(*args, **kwargs)
 
-    monkeypatch.setattr(training, "tqdm", lambda *a, **k: CountingBar(*a, **{**k, "mininterval": 3600}))
+    monkeypatch.setattr(training, "_tqdm", lambda *a, **k: CountingBar(*a, **{**k, "mininterval": 3600}))
     model = tiny_classifier()
     x = torch.randint(1, 40, (4, 6))
     batch = {"input_ids": x, "attention_mask": torch.ones_like(x), "labels": torch.tensor([0, 1, 0, 1])}
     train(model, [batch] * 50, epochs=1, progress=True)
     assert len(refreshes) < 10, f"the bar redrew {len(refreshes)} times for 50 steps"
+
+
+def test_progress_bar_redraws_a_bounded_number_of_times_however_slow_the_steps():
+    """The bound that keeps a long training cell under nbval's message limit: a notebook bar sends a few
+    messages per redraw, and ZeroMQ drops what exceeds 1,000 queued messages (the kernel's 'idle' with it)."""
+    import io
+
+    from minitransformer.training import MAX_REDRAWS, MIN_REDRAW_SECONDS, progress_bar
+
+    screen = io.StringIO()
+    bar = progress_bar(total=20_000, file=screen, mininterval=0)  # as if every step took longer than the interval
+    for _ in range(20_000):
+        bar.update(1)
+    bar.close()
+    redraws = screen.getvalue().count("\r")
+    assert 0 < redraws <= MAX_REDRAWS + 3, f"{redraws} redraws for one bar"
+    assert progress_bar(total=10, file=screen).mininterval == MIN_REDRAW_SECONDS >= 1.0
+    assert progress_bar(range(500), file=screen).total == 500
 
 
 def test_lr_overrides_give_a_module_its_own_learning_rate():
