@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional, Sequence
@@ -341,19 +342,33 @@ def measure_latency(fn: Callable[[], object], min_run_time: float = 0.5, num_thr
     return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
-def compare_latency(calls: dict[str, Callable[[], object]], rounds: int = 10, min_run_time: float = 0.05,
-                    num_threads: int = 1) -> dict[str, float]:
-    """Seconds per call of each of `calls`, timed in `rounds` interleaved rounds; the best round of each.
+@dataclass
+class LatencyComparison:
+    seconds: dict[str, float]  # median seconds per call, over the rounds
+    ratio: dict[str, float]  # median over the rounds of (this call's time / the first call's time in that round)
 
-    Timing one model after the other lets a slow spell of a shared machine (another process, a
-    clock change) land on one of them only. Interleaving spreads it over all, and the best round
-    is the least disturbed reading. One thread: on a 2-core laptop, 2 threads are the noisiest.
+
+def compare_latency(calls: dict[str, Callable[[], object]], rounds: int = 20, min_run_time: float = 0.03,
+                    num_threads: int = 1) -> LatencyComparison:
+    """Time several calls against the first one (the baseline), in `rounds` interleaved rounds.
+
+    A shared machine's speed drifts over seconds. Timing one model after the other lets a slow
+    spell land on one of them only; in interleaved rounds every model of a round meets the same
+    machine, so the ratio within a round cancels the drift, and the median over rounds drops the
+    rounds a hiccup hit. One thread: on a 2-core laptop, 2 threads are the noisiest.
+    Include a second copy of the baseline as a control: its ratio shows how far from 1.00 the
+    noise alone goes.
     """
+    for fn in calls.values():  # warm up: the first calls of a model or of a new shape are slower
+        measure_latency(fn, min_run_time=min_run_time, num_threads=num_threads)
     times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(rounds):
         for name, fn in calls.items():
             times[name].append(measure_latency(fn, min_run_time=min_run_time, num_threads=num_threads))
-    return {name: min(ts) for name, ts in times.items()}
+    baseline = times[next(iter(calls))]
+    return LatencyComparison(
+        seconds={name: statistics.median(ts) for name, ts in times.items()},
+        ratio={name: statistics.median(t / b for t, b in zip(ts, baseline)) for name, ts in times.items()})
 
 
 def format_bytes(n: float) -> str:

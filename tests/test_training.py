@@ -100,10 +100,11 @@ def test_compare_latency_interleaves_its_rounds_and_keeps_the_best():
         return fn
 
     latency = compare_latency({"fast": call("fast", 0.0), "slow": call("slow", 0.002)}, rounds=3, min_run_time=0.01)
-    assert set(latency) == {"fast", "slow"} and latency["fast"] < latency["slow"]
-    assert latency["slow"] >= 0.002
+    assert set(latency.seconds) == set(latency.ratio) == {"fast", "slow"}
+    assert latency.seconds["slow"] >= 0.002 > latency.seconds["fast"]
+    assert latency.ratio["fast"] == 1.0 and latency.ratio["slow"] > 10
     switches = sum(a != b for a, b in zip(order, order[1:]))
-    assert switches == 2 * 3 - 1, "each round times every call once, in turn"
+    assert switches == 2 * (1 + 3) - 1, "a warm-up round, then each round times every call once, in turn"
 
 
 def test_shuffle_order_depends_only_on_seed_and_epoch():
