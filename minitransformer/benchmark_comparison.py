@@ -145,28 +145,40 @@ def _sentiment_recipe() -> dict:
     return recipe
 
 
-def _run_cells(cells: list[tuple], jobs: int, desc: str, on_done: Callable[[dict], None]) -> None:
-    """Run `cells`, `jobs` at a time (one process each), calling `on_done(run)` as each one finishes."""
-    if not cells:
-        return
-    with progress_bar(total=len(cells), desc=desc, unit="run") as bar:
+def _run_plan(ready: list[tuple], jobs: int, total: int, on_done: Callable[[dict], list[tuple]]) -> None:
+    """Run cells `jobs` at a time (one process each), the longest ready cell first; `on_done(run)` records a
+    finished run and returns the cells it makes ready. No barrier between the sweep and the seeds: a method's
+    seeds start as soon as its own sweep has finished, while the other sweeps still run."""
+    ready = list(ready)
+
+    def next_cell() -> tuple:
+        ready.sort(key=lambda c: (c[0] != "prompt_tuning", -c[3]))  # prompt tuning's 60 epochs are the longest
+        return ready.pop(0)
+
+    with progress_bar(total=total, desc="soft prompts on sentiment", unit="run") as bar:
         if jobs == 1:
-            for cell in cells:
-                on_done(_cell(cell))
+            while ready:
+                ready += on_done(_cell(next_cell()))
                 bar.update(1)
             return
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for future in as_completed([pool.submit(_cell, cell) for cell in cells]):
-                on_done(future.result())
-                bar.update(1)
+            running = set()
+            while ready or running:
+                while ready and len(running) < jobs:
+                    running.add(pool.submit(_cell, next_cell()))
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    ready += on_done(future.result())
+                    bar.update(1)
 
 
 def sentiment_soft_prompts(out: Path = RESULTS_DIR, jobs: int = 2, threads: int = 1) -> dict:
-    """Sweep (seed 0), then seeds 1 and 2 at the best rate; cells already in `out` (same recipe and thread count)
-    are kept, and every finished run is saved at once, so an interrupted command resumes where it stopped."""
+    """The sweep (seed 0), then seeds 0-2 at each method's best rate; cells already in `out` (same recipe and
+    thread count) are kept, and every finished run is saved at once, so an interrupted command resumes where it
+    stopped."""
     path = Path(out) / "comparison_sentiment.json"
     recipe = _sentiment_recipe()
     done: dict[tuple, dict] = {}
@@ -184,26 +196,45 @@ def sentiment_soft_prompts(out: Path = RESULTS_DIR, jobs: int = 2, threads: int 
         tmp.write_text(json.dumps(results, indent=1) + "\n")
         tmp.replace(path)
 
-    def on_done(run: dict) -> None:
-        done[_key(run)] = run
-        save(list(done))
+    from .benchmark import PT_LR
 
-    sweep = [(m, 0, lr, recipes.EPOCHS) for m, grid in SENTIMENT_SWEEP.items() for lr in grid]
-    _run_cells([(*c, threads) for c in sweep if c not in done], jobs, "sentiment sweep", on_done)
-    lrs = sentiment_learning_rates([done[c] for c in sweep])
-    prompt_tuning_seed0 = _committed_prompt_tuning_seed0(out, lrs["prompt_tuning"], threads)
+    lrs = {"prompt_tuning": PT_LR}
+    prompt_tuning_seed0 = _committed_prompt_tuning_seed0(out, PT_LR, threads)
     if prompt_tuning_seed0 is not None:  # chapter 6's committed 3x-budget run is this cell
         done.setdefault(_key(prompt_tuning_seed0), prompt_tuning_seed0)
-    seeds = [(m, s, lrs[m], SOFT_PROMPT_EPOCHS) for m in SENTIMENT_RUNNERS for s in SEEDS]
-    seeds += [(name, 0, lrs["p_tuning_v2"], recipes.EPOCHS) for name in EXTRA_RUNNERS]
-    # The longest runs first, so that two processes finish together.
-    todo = sorted((c for c in seeds if c not in done), key=lambda c: c[0] != "prompt_tuning")
-    _run_cells([(*c, threads) for c in todo], jobs, "sentiment seeds", on_done)
-    results["learning_rates"] = lrs
+    sweep = {m: [(m, 0, lr, recipes.EPOCHS) for lr in grid] for m, grid in SENTIMENT_SWEEP.items()}
+
+    def seed_cells(method: str) -> list[tuple]:
+        cells = [(method, s, lrs[method], SOFT_PROMPT_EPOCHS) for s in SEEDS]
+        if method == "p_tuning_v2":  # chapter 9's prompt lengths, at P-tuning v2's rate
+            cells += [(name, 0, lrs[method], recipes.EPOCHS) for name in EXTRA_RUNNERS]
+        return cells
+
+    def unlock(method: str) -> list[tuple]:
+        """The method's seed cells once its sweep is complete (its best rate is then known)."""
+        if method not in sweep or method in lrs or not all(c in done for c in sweep[method]):
+            return []
+        lrs[method] = sentiment_sweep_best([done[c] for c in sweep[method]], method)["lr"]
+        return [c for c in seed_cells(method) if c not in done]
+
+    def on_done(run: dict) -> list[tuple]:
+        done[_key(run)] = run
+        save(list(done))
+        return [(*c, threads) for c in unlock(run["method"])]
+
+    ready = [c for cells in sweep.values() for c in cells if c not in done]
+    ready += [c for c in seed_cells("prompt_tuning") if c not in done]
+    for method in SENTIMENT_SWEEP:
+        ready += unlock(method)
+    total = len(ready) + sum(len(SEEDS) + (len(EXTRA_RUNNERS) if m == "p_tuning_v2" else 0)
+                             for m in SENTIMENT_SWEEP if m not in lrs)  # seed cells not unlocked yet
+    _run_plan([(*c, threads) for c in ready], jobs, total, on_done)
+    results["learning_rates"] = {m: lrs[m] for m in SENTIMENT_RUNNERS}
     results["seconds"] = round(time.perf_counter() - started)
     # The plan's cells in the plan's order, then any other run on this recipe (the 20-epoch seeds that showed the
     # soft prompts still rising, kept as evidence).
-    save(sweep + [c for c in seeds if c not in sweep])
+    plan = [c for cells in sweep.values() for c in cells] + [c for m in SENTIMENT_RUNNERS for c in seed_cells(m)]
+    save(plan)
     return results
 
 
@@ -372,20 +403,21 @@ def file_bytes(tensors: dict[str, torch.Tensor]) -> int:
         return path.stat().st_size
 
 
-REPEATS = 10  # timings per measurement; the fastest median is kept (a shared CPU's hiccups only add time)
+ROUNDS = 10  # timing rounds per measurement (the interleaved rounds of training.compare_latency)
 
 
 def _rows(batch: dict, n: int) -> dict:
     return {k: v[:n] for k, v in batch.items()}
 
 
-def measure_costs(task: str, method: str, min_run_time: float = 0.3, seed: int = 0, timings: bool = True) -> dict:
-    """Trainable parameters, training-state memory, seconds per training step and per forward pass (batch 1 and
-    32) for `method` on `task`, and for its base model; then the size of the task's file. `timings=False` skips
-    the clocks and keeps the exact measurements (counts and bytes)."""
+def measure_costs(task: str, method: str, min_run_time: float = 0.03, seed: int = 0, timings: bool = True) -> dict:
+    """Trainable parameters, training-state memory, seconds per training step, and the forward pass (batch 1 and
+    32) timed against the task's base model; then the size of the task's file. Every clock reading is a short
+    measurement of `min_run_time` seconds, repeated over ROUNDS. `timings=False` skips the clocks and keeps the
+    exact measurements (counts and bytes)."""
     from solutions.lora import merge_lora
 
-    from .training import count_parameters, measure_latency, training_state_memory
+    from .training import compare_latency, count_parameters, measure_latency, training_state_memory
 
     torch.manual_seed(seed)
     model, batch, reference = build(task, method, seed)
@@ -404,8 +436,8 @@ def measure_costs(task: str, method: str, min_run_time: float = 0.3, seed: int =
 
         step()
         out["memory"] = training_state_memory(model, optimizer)
-        out["step_seconds"] = min(measure_latency(step, min_run_time / REPEATS, num_threads=1)
-                                  for _ in range(REPEATS)) if timings else None
+        out["step_seconds"] = min(measure_latency(step, min_run_time, num_threads=1)
+                                  for _ in range(ROUNDS)) if timings else None
         optimizer.zero_grad(set_to_none=True)
         del optimizer
     else:  # nothing trains (the probe's hand-written prompt): only the frozen weights
@@ -423,21 +455,16 @@ def measure_costs(task: str, method: str, min_run_time: float = 0.3, seed: int =
     reference.eval()
     with torch.no_grad():
         for n in ((1, 32) if timings else ()):
-            calls = {"": lambda: model(**_rows(inputs, n)), "base_": lambda: reference(**_rows(inputs, n))}
-            for call in calls.values():  # warm up: the first calls of a new shape are slower
-                for _ in range(3):
-                    call()
-            # Alternate the two, REPEATS times, and keep each one's fastest median: machine noise only adds time.
-            timings = {name: [] for name in calls}
-            for _ in range(REPEATS):
-                for name, call in calls.items():
-                    timings[name].append(measure_latency(call, min_run_time / REPEATS, 1))
-            for name, values in timings.items():
-                out[f"{name}latency_b{n}"] = min(values)
+            # In turns with the base model; the median of the within-round ratios (training.compare_latency).
+            latency = compare_latency({"base_": lambda: reference(**_rows(inputs, n)),
+                                       "": lambda: model(**_rows(inputs, n))}, rounds=ROUNDS, min_run_time=min_run_time)
+            for name, seconds in latency.seconds.items():
+                out[f"{name}latency_b{n}"] = seconds
+            out[f"latency_b{n}_vs_base"] = latency.ratio[""]
     return out
 
 
-def measure_all_costs(tasks=TASKS, min_run_time: float = 0.3, progress: bool = True) -> list[dict]:
+def measure_all_costs(tasks=TASKS, min_run_time: float = 0.03, progress: bool = True) -> list[dict]:
     cells = [(t, m) for t in tasks for m in METHODS if applies(t, m)]
     return [measure_costs(t, m, min_run_time) for t, m in progress_bar(cells, desc="costs", unit="cell", disable=not progress)]
 
@@ -517,7 +544,7 @@ def comparison_rows(costs: list[dict], directory: Path = RESULTS_DIR) -> list[di
                    "step_vs_full": (cost["step_seconds"] / full["step_seconds"]
                                     if full and cost["step_seconds"] is not None else None)}
             for n in (1, 32):
-                row[f"latency_b{n}_vs_base"] = cost[f"latency_b{n}"] / cost[f"base_latency_b{n}"]
+                row[f"latency_b{n}_vs_base"] = cost[f"latency_b{n}_vs_base"]
             rows.append(row)
     return rows
 
@@ -563,7 +590,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--jobs", type=int, default=2, help="training runs in parallel (one process each)")
     parser.add_argument("--table", action="store_true", help="only rebuild the table from the committed results")
-    parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per timing (torch.utils.benchmark)")
+    parser.add_argument("--min-run-time", type=float, default=0.03,
+                        help=f"seconds per timing (torch.utils.benchmark), repeated over {ROUNDS} rounds")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if args.table:
@@ -571,9 +599,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     else:
         short = sum(map(len, SENTIMENT_SWEEP.values())) + len(EXTRA_RUNNERS)
         long = len(SENTIMENT_RUNNERS) * len(SEEDS) - 1  # prompt tuning's seed 0 is chapter 6's committed run
-        print(f"Soft prompts on sentiment: {short} runs of {recipes.EPOCHS} epochs (~2 CPU-min each) and {long} of "
-              f"{SOFT_PROMPT_EPOCHS} (~6-8 each), {args.jobs} at a time, minus the cells already in {args.out}/ (they "
-              "are kept); then the costs of every (task, method), ~7 min.")
+        # CPU-minutes per run on an idle 2-core laptop (the committed runs' "seconds"): ~2 at 20 epochs, ~6 at 60,
+        # ~8 for prompt tuning's 60; the costs of every (task, method) take ~4 minutes more.
+        minutes = (2 * short + 6 * (long - 2) + 8 * 2) / max(1, min(args.jobs, 2)) + 4
+        print(f"Soft prompts on sentiment: {short} runs of {recipes.EPOCHS} epochs and {long} of {SOFT_PROMPT_EPOCHS}, "
+              f"{args.jobs} at a time, then the costs of every (task, method): about {minutes:.0f} min from scratch on "
+              f"2 cores; the cells already in {args.out}/ are kept.")
         sentiment_soft_prompts(args.out, jobs=args.jobs)
         torch.set_num_threads(1)
         results = {"machine": f"{platform.machine()}, {torch.get_num_threads()} thread, torch {torch.__version__}",
