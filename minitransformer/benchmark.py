@@ -177,11 +177,13 @@ def markdown_table(results: dict) -> str:
 
 
 def ablation_table(results: dict) -> str:
-    lines = [f"Ablations, seed {results['seed']}, standard recipe (validation accuracy).", "",
-             "| variant | trainable | validation | test | train accuracy | lr |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [f"Ablations, seed {results['seed']}: the standard recipe, each at its method family's budget "
+             "(recipes.epochs_for; validation accuracy).", "",
+             "| variant | trainable | validation | test | train accuracy | lr | epochs |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for run in results["runs"]:
         lines.append(f"| {run['label']} | {100 * run['trainable'] / run['total']:.3f}% | {run['validation']:.3f} | "
-                     f"{run['test']:.3f} | {run['train_accuracy']:.3f} | {run['lr']:g} |")
+                     f"{run['test']:.3f} | {run['train_accuracy']:.3f} | {run['lr']:g} | {run_epochs(run)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -589,10 +591,11 @@ def _pt_recipe() -> dict:
 def prompt_tuning_table(results: dict) -> str:
     from .training import still_rising
 
-    lines = [f"Prompt tuning on sentiment (validation accuracy, 500 reviews), seed 0; {PT_EPOCHS} epochs unless the "
-             f"table says otherwise, at lr {PT_LR:g} unless it says otherwise (AdamW, {recipes.WARMUP_RATIO:.0%} warmup, linear decay); "
-             f"verbaliser {PT_VERBALIZER}. Full fine-tuning: the standard recipe. Total runtime "
-             f"{results['seconds'] / 60:.0f} min of wall time ({results['threads']} thread per run).",
+    lines = [f"Prompt tuning on sentiment (validation accuracy, 500 reviews), seed 0. Each row shows its epochs and "
+             f"learning rate (by default {PT_EPOCHS} epochs at lr {PT_LR:g}; AdamW, {recipes.WARMUP_RATIO:.0%} warmup, "
+             f"linear decay); verbaliser {PT_VERBALIZER}. Full fine-tuning: the standard recipe. The runs on file took "
+             f"{results['seconds'] / 60:.0f} min of wall time in all, summed over the commands that produced them "
+             f"({results['threads']} thread per run).",
              "",
              "| run | backbone | method | P | init | epochs | lr | trainable | validation | test | train accuracy "
              "| plateau? | curve still rising? |",
