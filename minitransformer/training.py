@@ -359,6 +359,9 @@ def compare_latency(calls: dict[str, Callable[[], object]], rounds: int = 20, mi
     Include a second copy of the baseline as a control: its ratio shows how far from 1.00 the
     noise alone goes.
     """
+    if not calls or rounds < 1:
+        raise ValueError(f"compare_latency needs at least one call and one round, got {len(calls)} call(s) and "
+                         f"rounds={rounds}; pass {{'base': lambda: base(x), 'other': lambda: other(x)}} and rounds >= 1.")
     for fn in calls.values():  # warm up: the first calls of a model or of a new shape are slower
         measure_latency(fn, min_run_time=min_run_time, num_threads=num_threads)
     times: dict[str, list[float]] = {name: [] for name in calls}

@@ -105,6 +105,10 @@ def test_compare_latency_interleaves_its_rounds_and_keeps_the_best():
     assert latency.ratio["fast"] == 1.0 and latency.ratio["slow"] > 10
     switches = sum(a != b for a, b in zip(order, order[1:]))
     assert switches == 2 * (1 + 3) - 1, "a warm-up round, then each round times every call once, in turn"
+    with pytest.raises(ValueError, match="at least one call"):
+        compare_latency({})
+    with pytest.raises(ValueError, match="rounds >= 1"):
+        compare_latency({"fast": call("fast", 0.0)}, rounds=0)
 
 
 def test_shuffle_order_depends_only_on_seed_and_epoch():
