@@ -65,6 +65,25 @@ def test_summary_and_table_are_computed_from_the_runs(results):
         assert f"{s['mean']:.3f} ± {s['sd']:.3f}" in table
 
 
+# Every committed table next to the JSON it was printed from, with the function that prints it. The two
+# lr_sweep_* evidence files keep the preamble of the commit that wrote them, so they are not regenerated.
+COMMITTED_TABLES = {"sentiment": "markdown_table", "ablations": "ablation_table", "lr_sweep": "sweep_table",
+                    "prompt_tuning": "prompt_tuning_table", "prompt_tuning_sweep": "prompt_tuning_sweep_table",
+                    "p_tuning": "p_tuning_table", "p_tuning_lr_sweep": "p_tuning_sweep_table",
+                    "p_tuning_lr_sweep_bert": "p_tuning_sweep_table", "ner_lr_sweep": "ner_sweep_table"}
+
+
+@pytest.mark.parametrize("name", COMMITTED_TABLES)
+def test_committed_markdown_is_what_the_code_prints_from_the_json(name):
+    import json
+
+    from minitransformer import benchmark
+
+    printed = getattr(benchmark, COMMITTED_TABLES[name])(json.loads((benchmark.RESULTS_DIR / f"{name}.json").read_text()))
+    assert printed == (benchmark.RESULTS_DIR / f"{name}.md").read_text(), (
+        f"benchmarks/{name}.md is stale: rewrite it from {name}.json with the command that writes both")
+
+
 def test_one_cell_reproduces_the_committed_number(results):
     """Re-run LoRA, seed 0 (about a minute): the committed results must be this code's results."""
     torch.set_num_threads(results["threads"])
