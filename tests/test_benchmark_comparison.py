@@ -52,7 +52,8 @@ def test_soft_prompt_learning_rates_come_from_their_sweep(sentiment_runs):
 
 def test_each_method_starts_its_seeds_when_its_own_sweep_ends(tmp_path, monkeypatch):
     """The command's plan, on stand-in runs: every sweep cell, then three seeds at each method's best rate (and
-    prompt tuning's fixed one), with no barrier: P-tuning's seeds run before the other methods' sweeps end."""
+    prompt tuning's fixed one), with no barrier: P-tuning's seeds run before the other methods' sweeps end.
+    Chapter 9's prompt-length runs only with `prompt_lengths=True`."""
     from minitransformer.benchmark import PT_LR
 
     order = []
@@ -71,13 +72,18 @@ def test_each_method_starts_its_seeds_when_its_own_sweep_ends(tmp_path, monkeypa
     assert results["learning_rates"] == {"prompt_tuning": PT_LR, **best}
     seeds = [(m, s, results["learning_rates"][m], comparison.SOFT_PROMPT_EPOCHS)
              for m in comparison.SENTIMENT_RUNNERS for s in comparison.SEEDS]
-    extras = [(name, 0, best["p_tuning_v2"], comparison.recipes.EPOCHS) for name in comparison.EXTRA_RUNNERS]
-    assert sorted(order) == sorted(sweep + seeds + extras), "each cell runs exactly once"
+    assert sorted(order) == sorted(sweep + seeds), "each cell runs exactly once"
     assert order.index(("p_tuning", 0, best["p_tuning"], 60)) < order.index(sweep[-1]), "no barrier after the sweep"
     saved = json.loads((tmp_path / "comparison_sentiment.json").read_text())
-    assert [comparison._key(r) for r in saved["runs"]] == sweep + seeds + extras
+    assert [comparison._key(r) for r in saved["runs"]] == sweep + seeds
     again = comparison.sentiment_soft_prompts(tmp_path, jobs=1)  # everything is on disk: nothing runs again
-    assert len(order) == len(sweep + seeds + extras) and again["learning_rates"] == results["learning_rates"]
+    assert len(order) == len(sweep + seeds) and again["learning_rates"] == results["learning_rates"]
+    # Chapter 9's prompt lengths are opt-in: only they run, at P-tuning v2's swept rate.
+    comparison.sentiment_soft_prompts(tmp_path, jobs=1, prompt_lengths=True)
+    extras = [(name, 0, best["p_tuning_v2"], comparison.recipes.EPOCHS) for name in comparison.EXTRA_RUNNERS]
+    assert order[len(sweep + seeds):] == extras
+    saved = json.loads((tmp_path / "comparison_sentiment.json").read_text())
+    assert [comparison._key(r) for r in saved["runs"]] == sweep + seeds + extras
 
 
 def test_every_trained_run_left_the_one_class_plateau(sentiment_runs):
@@ -116,3 +122,8 @@ def test_one_ner_cell_reproduces_the_committed_number(results):
 def test_readme_comparison_table_is_the_generated_one(results):
     text = README.read_text()
     assert comparison.readme_with_results(text, results) == text, "run `python -m minitransformer.benchmark readme`"
+
+
+def test_a_method_that_does_not_apply_gets_a_clear_error():
+    with pytest.raises(ValueError, match="do not apply to 'probe'"):
+        comparison.measure_task_costs("probe", ["full"], timings=False)
