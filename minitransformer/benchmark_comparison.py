@@ -432,12 +432,14 @@ def measure_task_costs(task: str, methods: Optional[list[str]] = None, min_run_t
     if unknown:
         raise ValueError(f"{unknown} do not apply to {task!r}; choose from "
                          f"{[m for m in METHODS if applies(task, m)]}.")
-    out, models, batches, steps, reference = {}, {}, {}, {}, None
+    out, models, batches, steps, reference, base_batch = {}, {}, {}, {}, None, None
     for method in methods:
         torch.manual_seed(seed)
         model, batch, base_model = build(task, method, seed)
         if reference is None:  # every build's base model holds the same weights: time one
             reference = base_model
+        if base_batch is None and not (task == "sentiment" and method == "p_tuning"):
+            base_batch = batch  # the base model serves the plain input (P-tuning's template makes its own longer)
         trainable, total = count_parameters(model)
         cost = {"task": task, "method": method, "trainable": trainable, "total": total,
                 "backbone_total": total if method == "full" else total - trainable}
@@ -474,10 +476,12 @@ def measure_task_costs(task: str, methods: Optional[list[str]] = None, min_run_t
         if method == "lora_merged":
             merge_lora(model)
     steps.clear()  # the closures hold the optimisers: free their state before timing the forward passes
+    if base_batch is None:
+        base_batch = next(iter(_setup(task, seed).train_loader))
     reference.eval()
     with torch.no_grad():
         for n in ((1, 32) if timings else ()):
-            calls = {"base": lambda: reference(**_rows(_inputs(task, "base", batches[methods[0]]), n))}
+            calls = {"base": lambda: reference(**_rows(_inputs(task, "base", base_batch), n))}
             for method, model in models.items():
                 inputs = _inputs(task, method, batches[method])
                 calls[method] = lambda model=model, inputs=inputs: model(**_rows(inputs, n))
