@@ -116,3 +116,29 @@ def answer_concentration(model, tokenizer, examples: Sequence[dict]) -> dict[str
         out[relation] = {"probes": n, "accuracy": round(correct[relation] / n, 4), "most_given": top,
                          "most_given_share": round(times / n, 4)}
     return out
+
+
+def corpus_phrasing_probes(world, subjects: Sequence[str]) -> list[dict]:
+    """The facts of `subjects` in the pretraining corpus's own words, as cloze probes (the fields of
+    load_task("probing")). The corpus states them as "{venue}, the {food} {eat_type} near {near}, ..." and
+    "{person}, the {profession} from {hometown}, ..." (world/corpus.py); the probe's templates ("The cuisine at
+    {venue} is [MASK] .") are paraphrases. A model that knows a fact should at least recall it here."""
+    from .world import CUISINES, PROFESSIONS
+
+    towns = sorted(t.name for t in world.towns)
+    people, venues = {p.name: p for p in world.people}, {v.name: v for v in world.venues}
+    probes = []
+    for subject in subjects:
+        if subject in venues:
+            v = venues[subject]
+            rows = [("cuisine", f"{v.name}, the [MASK] {v.eat_type} near {v.near} .", v.food, sorted(CUISINES))]
+        elif subject in people:
+            p = people[subject]
+            rows = [("profession", f"{p.name}, the [MASK] from {p.hometown} .", p.profession, sorted(PROFESSIONS)),
+                    ("hometown", f"{p.name}, the {p.profession} from [MASK] .", p.hometown, towns)]
+        else:
+            continue  # towns: the corpus states their products in many phrasings, none fixed
+        for relation, text, answer, candidates in rows:
+            probes.append({"subject": subject, "relation": relation, "text": text,
+                           "prefix": text.split(" [MASK]")[0], "answer": answer, "candidates": list(candidates)})
+    return probes

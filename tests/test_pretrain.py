@@ -422,3 +422,20 @@ def test_answer_concentration_agrees_with_probe_accuracy():
     for relation, c in concentration.items():
         assert c["most_given"] in examples[[e["relation"] for e in examples].index(relation)]["candidates"]
         assert 1 / c["probes"] <= c["most_given_share"] <= 1
+
+
+def test_corpus_phrasing_probes_use_the_corpus_own_sentences():
+    """Chapter 7 asks the backbones about facts in the corpus's own words: those sentences must occur in it."""
+    from minitransformer.probing import corpus_phrasing_probes, fill_template
+    from minitransformer.world import load_task
+    from minitransformer.world.corpus import pretraining_corpus
+    from minitransformer.world.entities import generate_world
+
+    world = generate_world(0)
+    text = "\n".join(pretraining_corpus(world, 0, 3000))
+    probes = corpus_phrasing_probes(world, sorted({e["subject"] for e in load_task("probing").test}))
+    assert {p["relation"] for p in probes} == {"cuisine", "profession", "hometown"}
+    for relation in ("cuisine", "profession", "hometown"):
+        filled = [fill_template(p["text"].removesuffix(" ."), p["answer"])[0] for p in probes if p["relation"] == relation]
+        assert any(sentence in text for sentence in filled), f"no {relation} probe is phrased as the corpus states it"
+    assert all(p["answer"] in p["candidates"] and p["text"].count("[MASK]") == 1 for p in probes)
