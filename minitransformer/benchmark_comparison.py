@@ -412,100 +412,63 @@ def _rows(batch: dict, n: int) -> dict:
     return {k: v[:n] for k, v in batch.items()}
 
 
-def measure_task_costs(task: str, methods: Optional[list[str]] = None, min_run_time: float = 0.03, seed: int = 0,
-                       timings: bool = True) -> list[dict]:
-    """The costs of `methods` (default: every method that applies) on `task`, one dict per method: trainable
-    parameters, training-state memory, seconds per training step, the forward pass at batch 1 and 32, and the size
-    of the task's file.
-
-    The clocks run all the task's methods in the same interleaved rounds (training.compare_latency): the training
-    steps with full fine-tuning's first, so that `step_vs_full` is the median of within-round ratios; then the
-    forward passes with the base model's first (`latency_b{n}_vs_base`). Every method of a round meets the same
-    machine, and the base model is timed once per round for all of them. `timings=False` skips the clocks and keeps
-    the exact measurements (counts and bytes)."""
+def measure_costs(task: str, method: str, min_run_time: float = 0.03, seed: int = 0, timings: bool = True) -> dict:
+    """Trainable parameters, training-state memory, seconds per training step, and the forward pass (batch 1 and
+    32) timed against the task's base model; then the size of the task's file. Every clock reading is a short
+    measurement of `min_run_time` seconds, repeated over ROUNDS. `timings=False` skips the clocks and keeps the
+    exact measurements (counts and bytes)."""
     from solutions.lora import merge_lora
 
-    from .training import compare_latency, count_parameters, training_state_memory
+    from .training import compare_latency, count_parameters, measure_latency, training_state_memory
 
-    methods = [m for m in METHODS if applies(task, m)] if methods is None else list(methods)
-    unknown = [m for m in methods if m not in METHODS or not applies(task, m)]
-    if unknown:
-        raise ValueError(f"{unknown} do not apply to {task!r}; choose from "
-                         f"{[m for m in METHODS if applies(task, m)]}.")
-    out, models, batches, steps, reference, base_batch = {}, {}, {}, {}, None, None
-    for method in methods:
-        torch.manual_seed(seed)
-        model, batch, base_model = build(task, method, seed)
-        if reference is None:  # every build's base model holds the same weights: time one
-            reference = base_model
-        if base_batch is None and not (task == "sentiment" and method == "p_tuning"):
-            base_batch = batch  # the base model serves the plain input (P-tuning's template makes its own longer)
-        trainable, total = count_parameters(model)
-        cost = {"task": task, "method": method, "trainable": trainable, "total": total,
-                "backbone_total": total if method == "full" else total - trainable}
-        if trainable:
-            optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
-            model.train()
+    torch.manual_seed(seed)
+    model, batch, reference = build(task, method, seed)
+    trainable, total = count_parameters(model)
+    backbone_total = total if method == "full" else total - trainable
+    out = {"task": task, "method": method, "trainable": trainable, "total": total, "backbone_total": backbone_total}
+    if trainable:
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=1e-6)
+        model.train()
 
-            def step(model=model, batch=batch, optimizer=optimizer):
-                optimizer.zero_grad(set_to_none=True)
-                model(**batch).loss.backward()
-                optimizer.step()
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            model(**batch).loss.backward()
+            optimizer.step()
 
-            step()
-            cost["memory"] = training_state_memory(model, optimizer)
-            steps[method] = step
-        else:  # nothing trains (the probe's hand-written prompt): only the frozen weights
-            cost["memory"] = training_state_memory(model, torch.optim.AdamW([torch.zeros(1, requires_grad=True)]))
-            cost["memory"]["optimizer_state"] = 0
-            cost["memory"]["total"] = cost["memory"]["parameters"]
-        cost["step_seconds"] = cost["step_vs_full"] = None
-        out[method], models[method], batches[method] = cost, model, batch
-    if timings and steps:
-        order = sorted(steps, key=lambda m: m != "full")  # full fine-tuning's step is each round's baseline
-        timed = compare_latency(dict((m, steps[m]) for m in order), rounds=ROUNDS, min_run_time=min_run_time)
-        for method in steps:
-            out[method]["step_seconds"] = timed.seconds[method]
-            out[method]["step_vs_full"] = timed.ratio[method] if "full" in steps else None
-    for method, model in models.items():
-        model.zero_grad(set_to_none=True)
-        model.eval()
-        tensors = stored_tensors(model, method)
-        out[method]["stored_parameters"] = sum(t.numel() for t in tensors.values())
-        out[method]["file_bytes"] = file_bytes(tensors)
-        if method == "lora_merged":
-            merge_lora(model)
-    steps.clear()  # the closures hold the optimisers: free their state before timing the forward passes
-    if base_batch is None:
-        base_batch = next(iter(_setup(task, seed).train_loader))
+        step()
+        out["memory"] = training_state_memory(model, optimizer)
+        out["step_seconds"] = min(measure_latency(step, min_run_time, num_threads=1)
+                                  for _ in range(ROUNDS)) if timings else None
+        optimizer.zero_grad(set_to_none=True)
+        del optimizer
+    else:  # nothing trains (the probe's hand-written prompt): only the frozen weights
+        out["memory"] = training_state_memory(model, torch.optim.AdamW([torch.zeros(1, requires_grad=True)]))
+        out["memory"]["optimizer_state"] = 0
+        out["memory"]["total"] = out["memory"]["parameters"]
+        out["step_seconds"] = None
+    model.eval()
+    tensors = stored_tensors(model, method)
+    out["stored_parameters"] = sum(t.numel() for t in tensors.values())
+    out["file_bytes"] = file_bytes(tensors)
+    if method == "lora_merged":
+        merge_lora(model)
+    inputs = {k: v for k, v in batch.items() if k != "labels" or task == "probe" or method in ("p_tuning",)}
     reference.eval()
     with torch.no_grad():
         for n in ((1, 32) if timings else ()):
-            calls = {"base": lambda: reference(**_rows(_inputs(task, "base", base_batch), n))}
-            for method, model in models.items():
-                inputs = _inputs(task, method, batches[method])
-                calls[method] = lambda model=model, inputs=inputs: model(**_rows(inputs, n))
-            timed = compare_latency(calls, rounds=ROUNDS, min_run_time=min_run_time)
-            for method in models:
-                out[method][f"base_latency_b{n}"] = timed.seconds["base"]
-                out[method][f"latency_b{n}"] = timed.seconds[method]
-                out[method][f"latency_b{n}_vs_base"] = timed.ratio[method]
-    return [out[m] for m in methods]
-
-
-def _inputs(task: str, method: str, batch: dict) -> dict:
-    """The forward pass's inputs: labels only where the model needs them to read its answer."""
-    return {k: v for k, v in batch.items() if k != "labels" or task == "probe" or method == "p_tuning"}
-
-
-def measure_costs(task: str, method: str, min_run_time: float = 0.03, seed: int = 0, timings: bool = True) -> dict:
-    """One method's costs on `task` (measure_task_costs, alone: its ratios are then against itself and the base)."""
-    return measure_task_costs(task, [method], min_run_time, seed, timings)[0]
+            # In turns with the base model; the median of the within-round ratios (training.compare_latency).
+            latency = compare_latency({"base_": lambda: reference(**_rows(inputs, n)),
+                                       "": lambda: model(**_rows(inputs, n))}, rounds=ROUNDS, min_run_time=min_run_time)
+            for name, seconds in latency.seconds.items():
+                out[f"{name}latency_b{n}"] = seconds
+            out[f"latency_b{n}_vs_base"] = latency.ratio[""]
+    return out
 
 
 def measure_all_costs(tasks=TASKS, min_run_time: float = 0.03, progress: bool = True) -> list[dict]:
-    return [cost for task in progress_bar(tasks, desc="costs", unit="task", disable=not progress)
-            for cost in measure_task_costs(task, min_run_time=min_run_time)]
+    cells = [(t, m) for t in tasks for m in METHODS if applies(t, m)]
+    return [measure_costs(t, m, min_run_time) for t, m in progress_bar(cells, desc="costs", unit="cell", disable=not progress)]
 
 
 # ----------------------------------------------------------------------------- scores, from the chapters' benchmarks
@@ -571,6 +534,7 @@ def comparison_rows(costs: list[dict], directory: Path = RESULTS_DIR) -> list[di
     rows = []
     by_cell = {(c["task"], c["method"]): c for c in costs}
     for task in TASKS:
+        full = by_cell.get((task, "full"))
         full_score = summarise(task, "full", directory)["mean"] if applies(task, "full") else None
         for method in METHODS:
             if not applies(task, method):
@@ -578,8 +542,10 @@ def comparison_rows(costs: list[dict], directory: Path = RESULTS_DIR) -> list[di
             cost, score = by_cell[(task, method)], summarise(task, method, directory)
             row = {"task": task, "method": method, "label": LABELS[method], **score, **cost,
                    "share": cost["trainable"] / cost["backbone_total"],
-                   "vs_full": score["mean"] / full_score if full_score else None}
-            rows.append(row)  # the step and latency ratios come with the costs (measure_task_costs)
+                   "vs_full": score["mean"] / full_score if full_score else None,
+                   "step_vs_full": (cost["step_seconds"] / full["step_seconds"]
+                                    if full and cost["step_seconds"] is not None else None)}
+            rows.append(row)  # the latency ratios come with the costs (measure_costs: latency_b1_vs_base, ...)
     return rows
 
 

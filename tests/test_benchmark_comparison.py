@@ -122,8 +122,3 @@ def test_one_ner_cell_reproduces_the_committed_number(results):
 def test_readme_comparison_table_is_the_generated_one(results):
     text = README.read_text()
     assert comparison.readme_with_results(text, results) == text, "run `python -m minitransformer.benchmark readme`"
-
-
-def test_a_method_that_does_not_apply_gets_a_clear_error():
-    with pytest.raises(ValueError, match="do not apply to 'probe'"):
-        comparison.measure_task_costs("probe", ["full"], timings=False)
