@@ -127,6 +127,10 @@ def corpus_phrasing_probes(world, subjects: Sequence[str]) -> list[dict]:
 
     towns = sorted(t.name for t in world.towns)
     people, venues = {p.name: p for p in world.people}, {v.name: v for v in world.venues}
+    unknown = [s for s in subjects if s not in people and s not in venues and s not in towns]
+    if unknown:
+        raise ValueError(f"{unknown[:3]} are not people, venues or towns of this world; pass subjects from its "
+                         "probing task, e.g. sorted({ex['subject'] for ex in load_task('probing').test}).")
     probes = []
     for subject in subjects:
         if subject in venues:

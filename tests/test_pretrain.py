@@ -439,3 +439,5 @@ def test_corpus_phrasing_probes_use_the_corpus_own_sentences():
         filled = [fill_template(p["text"].removesuffix(" ."), p["answer"])[0] for p in probes if p["relation"] == relation]
         assert any(sentence in text for sentence in filled), f"no {relation} probe is phrased as the corpus states it"
     assert all(p["answer"] in p["candidates"] and p["text"].count("[MASK]") == 1 for p in probes)
+    with pytest.raises(ValueError, match="not people, venues or towns"):
+        corpus_phrasing_probes(world, ["Nobody Atall"])
