@@ -6,10 +6,12 @@ lessons and README load it, so these tests check that it still describes this co
 of the course (issue 7) are checked on the mean of the three seeds.
 """
 
+import json
+
 import pytest
 import torch
 
-from minitransformer import recipes
+from minitransformer import benchmark, recipes
 from minitransformer.benchmark import ABLATIONS, METHODS, load_results, markdown_table, run_epochs, run_one, summarise
 from minitransformer.training import still_rising
 
@@ -75,10 +77,6 @@ COMMITTED_TABLES = {"sentiment": "markdown_table", "ablations": "ablation_table"
 
 @pytest.mark.parametrize("name", COMMITTED_TABLES)
 def test_committed_markdown_is_what_the_code_prints_from_the_json(name):
-    import json
-
-    from minitransformer import benchmark
-
     printed = getattr(benchmark, COMMITTED_TABLES[name])(json.loads((benchmark.RESULTS_DIR / f"{name}.json").read_text()))
     assert printed == (benchmark.RESULTS_DIR / f"{name}.md").read_text(), (
         f"benchmarks/{name}.md is stale: rewrite it from {name}.json with the command that writes both")
