@@ -208,25 +208,42 @@ def classify(exc: BaseException, spec: GradeSpec, timeout: float | None = None) 
     return Outcome(status, 0, f"{reason} — {spec.message}", details)
 
 
+TAMPERED = "the submission changed the grader or a library it uses"
+
+
 def run_graded(
-    test: Callable[[Any], Any], impl: Any, timeout: float | None = DEFAULT_TIMEOUT, *, catch_interrupts: bool = False
+    test: Callable[[Any], Any], impl: Any, timeout: float | None = DEFAULT_TIMEOUT, *, catch_interrupts: bool = False,
+    check: Callable[[], list[str]] | None = None,
 ) -> Outcome:
     """Run one graded test against ``impl`` with a time limit; never raises, except Ctrl-C
     (``KeyboardInterrupt``) unless ``catch_interrupts`` (set in grading processes, where an
-    interrupt can only come from the student's code)."""
+    interrupt can only come from the student's code).
+
+    ``check`` (grading processes) lists what the student's code changed in the grader or the
+    libraries; it runs right after the test, before anything judges it, and again after the
+    outcome is classified (which formats the student's exception).  Any change gives the
+    status ``flagged``, with the changes in ``details``.
+    """
     spec = grading_spec(test)
     if spec is None:
         raise TypeError(f"{test!r} is not a graded test (use @points)")
+    raised: BaseException | None = None
     try:
         with time_limit(timeout):
             test(impl)
     except KeyboardInterrupt as exc:
         if not catch_interrupts:
             raise
-        return classify(exc, spec, timeout)
+        raised = exc
     except BaseException as exc:  # noqa: BLE001 - student code may raise anything
-        return classify(exc, spec, timeout)
-    return Outcome("passed", spec.points, spec.message)
+        raised = exc
+    changes = check() if check is not None else []
+    if not changes:
+        outcome = Outcome("passed", spec.points, spec.message) if raised is None else classify(raised, spec, timeout)
+        changes = check() if check is not None else []
+        if not changes:
+            return outcome
+    return Outcome("flagged", 0, f"{TAMPERED} — {spec.message}", "\n".join(changes))
 
 
 # --------------------------------------------------------------------------- loading submissions
@@ -285,8 +302,13 @@ def definitions_of(nb: Any, label: str) -> tuple[list[tuple[int, str, types.Code
         info.flags.extend(screened.flags)
         if screened.kept:
             linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-            code = compile(ast.Module(body=screened.kept, type_ignores=[]), filename, "exec")
-            compiled.append((index, source, code))
+            # Without tags every cell of a lesson is scanned, also cells that read what a skipped
+            # training loop would have filled in: each statement then runs on its own, and one that
+            # fails is skipped with a note instead of failing the whole notebook.
+            bodies = [screened.kept] if info.tagged else [[stmt] for stmt in screened.kept]
+            for body in bodies:
+                code = compile(ast.Module(body=body, type_ignores=[]), filename, "exec")
+                compiled.append((index, source, code))
             info.cells_used.append(index)
     return compiled, info
 
@@ -317,7 +339,16 @@ def load_submission(
         with time_limit(timeout):
             for index, source, code in compiled:
                 current = cell_label(index, source)
-                exec(code, module.__dict__)  # noqa: S102 - running the student's definitions is the point
+                if info.tagged:
+                    exec(code, module.__dict__)  # noqa: S102 - running the student's definitions is the point
+                    continue
+                try:
+                    exec(code, module.__dict__)  # noqa: S102
+                except Exception as exc:  # noqa: BLE001 - untagged: one failing statement is skipped
+                    line = min((ln for _, _, ln in code.co_lines() if ln), default="?")
+                    text = short_text(exc)
+                    info.notes.append(f"{current}, line {line}: skipped, it raised {type(exc).__name__}"
+                                      + (f": {text}" if text else "") + " while loading")
     except GradingTimeout:
         sys.modules.pop(name, None)
         raise LoadError(

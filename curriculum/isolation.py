@@ -42,8 +42,8 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Callable
 
-from curriculum import grading
-from curriculum.tamper import changes_since, take_snapshot
+from curriculum import grading, tamper
+from curriculum.tamper import private_copy
 
 GRACE_S = 10.0  # on top of the per-test limit, before the parent kills a child
 STARTUP_S = 120.0  # forking and importing the graded tests
@@ -73,6 +73,7 @@ class TestResult:
     status: str
     message: str
     details: str = ""
+    by_parent: bool = False  # the parent wrote it (the test hung or its process died): message has no test text
 
 
 @dataclass
@@ -89,10 +90,6 @@ class JobResult:
 
 
 # --------------------------------------------------------------------------- the child
-def _send(conn: Connection, **message: Any) -> None:
-    conn.send_bytes(json.dumps(message).encode("utf-8"))
-
-
 def _import_test_module(path: Path) -> Any:
     name = f"_curriculum_graded_{path.parent.name}_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
@@ -117,6 +114,13 @@ def child_main(conn: Connection, job: Job, workdir: str) -> None:
         os.setpgrp()  # so the parent can kill everything this notebook starts
     except (AttributeError, OSError):
         pass
+    # Bind what grading uses before any student code runs: a later patch of json.dumps, of
+    # curriculum.grading.classify or of the tamper check cannot reach these copies.
+    grader, watcher = private_copy(grading), private_copy(tamper)
+    encode, send_bytes = json.JSONEncoder().encode, conn.send_bytes
+
+    def send(**message: Any) -> None:
+        send_bytes(encode(message).encode("utf-8"))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     out = os.open(os.path.join(workdir, ".output.txt"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(out, 1)  # the notebook's prints must not mix with the grader's output
@@ -132,33 +136,39 @@ def child_main(conn: Connection, job: Job, workdir: str) -> None:
         modules = {f: _import_test_module(Path(f).resolve()) for f in sorted({t.file for t in job.tests})}
         tests = {ref: getattr(modules[ref.file], ref.name) for ref in job.tests}
     except BaseException as exc:  # noqa: BLE001 - a broken test file is the instructor's problem
-        _send(conn, event="fatal", message=f"could not import the graded tests: {type(exc).__name__}: {exc}",
-              details=traceback.format_exc())
+        send(event="fatal", message=f"could not import the graded tests: {type(exc).__name__}: {exc}",
+             details=traceback.format_exc())
         return
-    before = take_snapshot()
+    before = watcher.take_snapshot()
+    imported_solutions = _solutions_imported
+
+    def check() -> list[str]:
+        """What the student's code changed since the snapshot: run after loading and after every test."""
+        return watcher.changes_since(before) + [f"imported `{n}`" for n in imported_solutions()]
+
     timeout = job.timeout or None
-    _send(conn, event="loading")
+    send(event="loading")
     try:
-        module, info = grading.load_submission(job.notebook, timeout=timeout)
+        module, info = grader.load_submission(job.notebook, timeout=timeout)
     except grading.LoadError as exc:
-        _send(conn, event="load_error", message=str(exc))
+        send(event="load_error", message=str(exc))
         return
     flags = list(info.flags)
     if module is not None:
-        flags += [f"while loading: {c}" for c in changes_since(before)]
-        flags += [f"imported `{n}` while loading" for n in _solutions_imported()]
-    _send(conn, event="loaded", tagged=info.tagged, cells_used=info.cells_used, notes=info.notes, flags=flags)
+        flags += [f"while loading: {c}" for c in check()]
+    send(event="loaded", tagged=info.tagged, cells_used=info.cells_used, notes=info.notes, flags=flags)
     if flags or module is None:
         return
-    impl = grading.Implementation(vars(module))
+    impl = grader.Implementation(vars(module))
     for ref, test in tests.items():
-        _send(conn, event="start", file=ref.file, name=ref.name)
-        outcome = grading.run_graded(test, impl, timeout, catch_interrupts=True)
-        _send(conn, event="result", file=ref.file, name=ref.name, status=outcome.status,
-              message=outcome.message, details=outcome.details)
-    flags = [f"while the tests ran: {c}" for c in changes_since(before)]
-    flags += [f"imported `{n}` while the tests ran" for n in _solutions_imported()]
-    _send(conn, event="done", flags=flags)
+        send(event="start", file=ref.file, name=ref.name)
+        outcome = grader.run_graded(test, impl, timeout, catch_interrupts=True, check=check)
+        send(event="result", file=ref.file, name=ref.name, status=outcome.status,
+             message=outcome.message, details=outcome.details)
+        if outcome.status == "flagged":
+            send(event="done", flags=[f"while {ref.name} ran: {c}" for c in outcome.details.splitlines()])
+            return
+    send(event="done", flags=[f"after the tests: {c}" for c in check()])
 
 
 def _child_entry(conn: Connection, job: Job, workdir: str) -> None:
@@ -196,6 +206,7 @@ class _Running:
     current: TestRef | None = None
     deadline: float | None = None
     finished: bool = False
+    restarts: int = 0  # fresh processes started after a test hung or crashed
 
 
 def _clip(value: Any) -> str:
@@ -246,7 +257,14 @@ def _handle(run: _Running, raw: bytes) -> None:
             run.finished = True
     elif event == "start" and ref in job.tests:
         run.phase, run.current, run.deadline = "test", ref, (now + limit if limit else None)
-    elif event == "result" and ref in job.tests and ref not in run.result.results:
+    elif event == "result" and ref in job.tests:
+        if ref in run.result.results or ref != run.current:
+            # The grader reports each test once, after starting it: anything else was written by other code.
+            run.result.flags.append(f"the grading process reported a result for {ref.name} "
+                                    f"{'twice' if ref in run.result.results else 'that was not running'} "
+                                    "(code other than the grader wrote to its pipe)")
+            run.finished = True
+            return
         status = msg.get("status")
         if status not in grading.STATUSES:
             status = "error"
@@ -284,14 +302,15 @@ def _finish(run: _Running, problem: tuple[str, str] | None) -> JobResult:
     run.process.join(5)
     run.conn.close()
     result = run.result
-    result.output = _output_tail(run.workdir)
+    output = _output_tail(run.workdir)
+    result.output = (result.output + "\n" + output).strip()[-1500:] if output else result.output
     shutil.rmtree(run.workdir, ignore_errors=True)
     if problem and not result.problem:
         result.problem_kind, result.problem = problem
     return result
 
 
-def _start(job: Job) -> _Running:
+def _start(job: Job, result: JobResult | None = None, restarts: int = 0) -> _Running:
     ctx = _context()
     parent_end, child_end = ctx.Pipe(duplex=False)
     workdir = tempfile.mkdtemp(prefix="curriculum-grading-")
@@ -306,7 +325,8 @@ def _start(job: Job) -> _Running:
         if main is not None:
             sys.modules["__main__"] = main
     child_end.close()
-    return _Running(job, process, parent_end, workdir, deadline=time.monotonic() + STARTUP_S)
+    return _Running(job, process, parent_end, workdir, result=result if result is not None else JobResult(),
+                    deadline=time.monotonic() + STARTUP_S, restarts=restarts)
 
 
 def _early_end(run: _Running) -> tuple[str, str]:
@@ -342,6 +362,24 @@ def grade_in_processes(
         if progress is not None:
             progress(run.job, done[run.job.key])
 
+    def lose_one_test(run: _Running, status: str, why: str) -> None:
+        """The running test hung or killed its process: it alone gets 0, the others go on in a fresh one."""
+        assert run.current is not None
+        hung, job = run.current, run.job
+        running.remove(run)
+        result = _finish(run, None)
+        remaining = [t for t in job.tests if t not in result.results and t != hung]
+        go_on = bool(remaining) and not result.flags
+        if go_on and "went on" not in why:
+            why += "; the other tests went on in a fresh process"
+        result.results[hung] = TestResult(status, f"not completed: {why}", result.output, by_parent=True)
+        if go_on:
+            running.append(_start(Job(job.key, job.notebook, remaining, job.timeout), result, run.restarts + 1))
+        else:
+            done[job.key] = result
+            if progress is not None:
+                progress(job, result)
+
     try:
         while pending or running:
             while pending and len(running) < max(1, workers):
@@ -357,12 +395,21 @@ def grade_in_processes(
                 elif run.process.sentinel in ready or not run.process.is_alive():
                     # Exited without saying it was done: drain what is left, then give up on it.
                     _drain(run, stop_when_finished=False)
-                    complete(run, None if run.finished else _early_end(run))
+                    if run.finished:
+                        complete(run, None)
+                    elif run.current is not None:
+                        lose_one_test(run, *_early_end(run))
+                    else:
+                        complete(run, _early_end(run))
                 elif run.deadline is not None and time.monotonic() > run.deadline:
                     what = f"{run.current.name} ran" if run.current else f"{run.phase} took"
-                    complete(run, ("timeout", f"{what} longer than {grading.format_points(run.job.timeout)} s "
-                                              f"(+{GRACE_S:g} s grace), so the grading process was stopped "
-                                              "(does the code catch every exception in a loop?)"))
+                    why = (f"{what} longer than {grading.format_points(run.job.timeout)} s "
+                           f"(+{GRACE_S:g} s grace), so the grading process was stopped "
+                           "(does the code catch every exception in a loop?)")
+                    if run.current is not None:
+                        lose_one_test(run, "timeout", why)
+                    else:
+                        complete(run, ("timeout", why))
     except BaseException:
         for run in list(running):
             complete(run, ("interrupted", "grading was interrupted before this notebook finished"))

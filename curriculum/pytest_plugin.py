@@ -256,6 +256,8 @@ class GradingState:
                 details = ""
             elif got is not None:
                 status, message, details = got.status, got.message, got.details
+                if got.by_parent:
+                    message = f"{message} — {spec.message}"
             elif result.load_error:
                 status, message, details = "error", f"could not load your notebook: {result.load_error}", ""
             elif result.problem_kind in ("timeout", "crashed", "interrupted", "error"):

@@ -165,7 +165,10 @@ def write_csv(path: Path, targets: list[TargetGrade]) -> None:
 
 # --------------------------------------------------------------------------- feedback
 def feedback_markdown(target: TargetGrade) -> str:
-    """A short feedback file for one notebook (what nbgrader's feedback step gives students)."""
+    """A short feedback file for one notebook (what nbgrader's feedback step gives students).
+
+    Hidden tests appear only as a count and points: their names and messages are for the
+    instructor (the JSON report), so a student cannot learn them from the feedback."""
     lines = [f"# Feedback: {target.label}", ""]
     if target.status != "graded":
         lines += [f"**Not graded** ({target.status.replace('_', ' ')}): {target.message}", ""]
@@ -176,18 +179,23 @@ def feedback_markdown(target: TargetGrade) -> str:
             lines += [f"- {flag}" for flag in grade.flags] + [""]
         if grade.problem:
             lines += [f"**{grade.status}:** {grade.problem}", ""]
-        for hidden in (False, True):
-            tests = [t for t in grade.tests if t.spec.hidden == hidden]
-            if not tests:
-                continue
-            if grade.has_hidden():
-                lines += [f"### {'Hidden' if hidden else 'Public'} tests: "
-                          f"{format_points(grade.score(hidden))}/{format_points(grade.max(hidden))}", ""]
-            for t in tests:
-                mark = "✓" if t.status == "passed" else "✗"
-                text = t.spec.message if t.status == "passed" else t.message
-                lines.append(f"- {mark} {format_points(t.earned)}/{format_points(t.spec.points)} — {text}")
+        public = [t for t in grade.tests if not t.spec.hidden]
+        if grade.has_hidden():
+            lines += [f"### Public tests: {format_points(grade.score(False))}/{format_points(grade.max(False))}", ""]
+        for t in public:
+            mark = "✓" if t.status == "passed" else "✗"
+            text = t.spec.message if t.status == "passed" else t.message
+            lines.append(f"- {mark} {format_points(t.earned)}/{format_points(t.spec.points)} — {text}")
+        if public:
             lines.append("")
+        hidden = [t for t in grade.tests if t.spec.hidden]
+        if hidden:
+            # Students learn how they did on the hidden tests, not what the tests are: names and messages
+            # stay in the instructor's JSON report.
+            passed = sum(t.status == "passed" for t in hidden)
+            lines += [f"### Hidden tests: {format_points(grade.score(True))}/{format_points(grade.max(True))}", "",
+                      f"{passed} of {len(hidden)} hidden tests passed. They are not described here; your "
+                      "instructor has the details.", ""]
         load = grade.load
         if load:
             cells = ", ".join(map(str, load.get("cells_used", []))) or "none"

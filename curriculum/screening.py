@@ -21,7 +21,11 @@ comprehensions and lambdas (their bodies must be safe too), and calls of
 
 Functions and classes the notebook defines may be *referred to* (``{"gelu": my_gelu}``,
 ``class B(A)``, default values) but not *called* at load time, not even indirectly
-(passed to ``sorted(key=...)``, used as a decorator).  Everything else is skipped with a
+(passed to ``sorted(key=...)``, used as a decorator).  The one exception is a decorator
+of the project's own packages that only attaches a function to a class
+(:data:`ATTACHING_DECORATORS`, ``@add_to_class(LoraLinear)``, the lessons' d2l style of
+growing a class cell by cell): it runs when its argument is a class the notebook defines,
+and attaching to anything else (``@add_to_class(torch.Tensor)``) is *flagged*.  Everything else is skipped with a
 note the student can read.  Class methods that Python runs while a class is being
 defined (``__init_subclass__``, ``__set_name__``, ``__class_getitem__``,
 ``__mro_entries__``) are dropped with a note.
@@ -59,6 +63,13 @@ DENIED_WORDS = (
     "seed", "patch", "setattr", "delattr", "set_", "use_", "enable", "disable", "sleep", "input", "print",
     "monkey", "hook", "import", "globals", "locals", "vars", "breakpoint",
 )
+# Decorators of the project's own packages that only attach the decorated function to the class
+# given as their one argument (``setattr(cls, f.__name__, f)``) and return the function unchanged.
+# They run at load time when that class is one the notebook defines. Keyed by where they are
+# defined; an import under another path (a re-export) is resolved through the same table.
+ATTACHING_DECORATORS = frozenset({
+    "minitransformer.peft.add_to_class",
+})
 SAFE_BUILTINS = frozenset({
     "abs", "all", "any", "bool", "bytes", "chr", "complex", "dict", "divmod", "enumerate", "float",
     "frozenset", "hash", "int", "isinstance", "issubclass", "len", "list", "max", "min", "object", "ord",
@@ -81,6 +92,7 @@ class Scope:
 
     library: dict[str, str] = field(default_factory=dict)  # bound by an import of an allowed library -> what
     other_imports: set[str] = field(default_factory=set)  # imported from elsewhere (os, sys, ...)
+    attachers: set[str] = field(default_factory=set)  # bound to one of ATTACHING_DECORATORS
     data: set[str] = field(default_factory=set)  # bound by a kept assignment
     code: set[str] = field(default_factory=set)  # the notebook's own functions and classes
 
@@ -88,11 +100,16 @@ class Scope:
         return name in self.library or name in self.other_imports or name in self.data or name in self.code
 
     def copy(self) -> "Scope":
-        return Scope(dict(self.library), set(self.other_imports), set(self.data), set(self.code))
+        return Scope(library=dict(self.library), other_imports=set(self.other_imports), attachers=set(self.attachers),
+                     data=set(self.data), code=set(self.code))
 
 
 class Unsafe(Exception):
     """Why an expression may not be evaluated at load time (the message is for the student)."""
+
+
+class Tampering(Unsafe):
+    """A definition that would change a library or the grader: the submission is flagged."""
 
 
 def _dotted(node: ast.expr) -> list[str] | None:
@@ -322,6 +339,9 @@ class _Screener:
             self.scope.data.discard(bound)
             self.scope.code.discard(bound)
             self.scope.library.pop(bound, None)
+            self.scope.attachers.discard(bound)
+            if origin in ATTACHING_DECORATORS:
+                self.scope.attachers.add(bound)
             if module.split(".")[0] in LIBRARY_ROOTS:
                 self.scope.library[bound] = origin
             else:
@@ -354,6 +374,8 @@ class _Screener:
                                                     *(x for x in (args.vararg, args.kwarg) if x)] if a.annotation]
             for ann in [*annotations, *([node.returns] if node.returns else [])]:
                 checker.value_ok(ann, False)
+        except Tampering:
+            raise
         except Unsafe as exc:
             return str(exc)
         return None
@@ -361,6 +383,9 @@ class _Screener:
     def decorator_ok(self, deco: ast.expr, checker: _Checker, class_names: set[str]) -> None:
         func = deco.func if isinstance(deco, ast.Call) else deco
         parts = _dotted(func)
+        if parts and len(parts) == 1 and parts[0] in self.scope.attachers:
+            self.attacher_ok(deco)
+            return
         # @name.setter / .getter / .deleter on a property defined earlier in the same class body.
         if parts and len(parts) == 2 and parts[0] in class_names and parts[1] in ("setter", "getter", "deleter"):
             return
@@ -373,6 +398,21 @@ class _Screener:
                 checker.value_ok(arg, True)
             for kw in deco.keywords:
                 checker.value_ok(kw.value, True)
+
+    def attacher_ok(self, deco: ast.expr) -> None:
+        """``@add_to_class(C)``: runs only when ``C`` is a class this notebook defines."""
+        name = _text(deco.func if isinstance(deco, ast.Call) else deco)
+        if not isinstance(deco, ast.Call) or len(deco.args) != 1 or deco.keywords:
+            raise Unsafe(f"`@{_text(deco)}` must name exactly one class, as in `@{name}(MyClass)`")
+        target = deco.args[0]
+        if isinstance(target, ast.Name) and target.id in self.scope.code:
+            return
+        if _module_roots([ast.Attribute(value=target, attr="x")], self.scope) or (
+                isinstance(target, ast.Name) and target.id in _BUILTIN_NAMES):
+            raise Tampering(f"`@{_text(deco)}` would add a method to `{_text(target)}`, which belongs to a "
+                            "library or the grader")
+        raise Unsafe(f"`@{_text(deco)}` attaches to `{_text(target)}`, which is not a class this notebook "
+                     "defines (define the class in an earlier cell)")
 
     def class_ok(self, node: ast.ClassDef, scope: Scope) -> str | None:
         """Check a class statement; rewrite its body in place (unsafe statements dropped)."""
@@ -388,6 +428,8 @@ class _Screener:
                     if not parts or parts[0] not in scope.library:
                         raise Unsafe(f"metaclass `{_text(kw.value)}` would run code while loading")
                 checker.value_ok(kw.value, True)
+        except Tampering:
+            raise
         except Unsafe as exc:
             return str(exc)
         body_scope = scope.copy()
@@ -446,14 +488,19 @@ class _Screener:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             if not self.scan_nested_imports(node):
                 return
-            why = self.class_ok(node, self.scope) if isinstance(node, ast.ClassDef) else \
-                self.function_ok(node, self.scope, set())
+            try:
+                why = self.class_ok(node, self.scope) if isinstance(node, ast.ClassDef) else \
+                    self.function_ok(node, self.scope, set())
+            except Tampering as exc:
+                self.flag(node, str(exc))
+                return
             if why is not None:
                 self.note(node, why)
                 return
             self.scope.code.add(node.name)
             self.scope.data.discard(node.name)
             self.scope.library.pop(node.name, None)
+            self.scope.attachers.discard(node.name)
             kept.append(node)
             return
         if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Delete)):
@@ -481,6 +528,7 @@ class _Screener:
                 names = _target_names(t)
                 self.scope.data |= names
                 self.scope.code -= names
+                self.scope.attachers -= names
                 for name in names:
                     self.scope.library.pop(name, None)
             kept.append(node)

@@ -10,7 +10,15 @@ notebook and after every test; any difference flags the notebook.
 
 Attributes that appear later (torch imports submodules lazily) are not changes;
 private module-level names of torch and numpy (``torch._dynamo...``) are not
-watched because those libraries update them themselves.
+watched because those libraries update them themselves, and neither are plain
+numbers in class dictionaries (counters such as ``RemovableHandle.next_id`` that
+honest code moves).  The standard-library modules the grading process uses to
+time, classify and report a test (:data:`STDLIB_WATCHED`: ``json``, ``signal``,
+``traceback``, ...) are watched whole.
+
+:func:`private_copy` gives the grading process its own copy of the grader's
+functions, bound before any student code runs, so a later patch of
+``curriculum.grading.classify`` (even one that undoes itself) cannot reach them.
 """
 
 from __future__ import annotations
@@ -24,10 +32,20 @@ from typing import Any
 
 WATCHED_PACKAGES = ("torch", "numpy", "curriculum", "minitransformer")
 _OWN = ("curriculum", "minitransformer", "builtins", "_curriculum_graded_")
+# Standard-library modules the grading process itself relies on to time, classify and report a
+# test: every attribute watched, private ones too (``json._default_encoder`` is what ``json.dumps`` uses).
+STDLIB_WATCHED = ("json", "json.encoder", "json.decoder", "multiprocessing.connection", "signal", "traceback",
+                  "linecache", "inspect", "types", "contextlib")
 
 
 def _own(module_name: str) -> bool:
-    return module_name.startswith(_OWN)
+    return module_name.startswith(_OWN) or module_name in STDLIB_WATCHED
+
+
+def _counter(value: Any) -> bool:
+    """Plain numbers in a class's dictionary are state that honest code moves (``RemovableHandle.next_id``
+    counts the hooks registered so far): they are not watched."""
+    return type(value) in (int, float)
 
 
 # torch and numpy modules whose public attributes and classes are watched: those the tests and
@@ -82,14 +100,16 @@ def take_snapshot() -> Snapshot:
                 if isinstance(value, type):
                     origin = str(getattr(value, "__module__", ""))
                     if id(value) in seen_classes or origin == "builtins" or \
-                            not (origin.split(".")[0] in ("torch", "numpy") or _own(origin)):
+                            not (origin.split(".")[0] in ("torch", "numpy") or _own(origin)
+                                 or origin.startswith("_json")):
                         continue
                     seen_classes.add(id(value))
                     qualname = f"{origin}.{value.__qualname__}"
                     members = vars(value)
                     snap[("members", qualname)] = frozenset(members)
                     for cattr, cvalue in list(members.items()):
-                        if cattr not in ("__dict__", "__weakref__", "__doc__", "__abstractmethods__", "_abc_impl"):
+                        if cattr not in ("__dict__", "__weakref__", "__doc__", "__abstractmethods__", "_abc_impl") \
+                                and not _counter(cvalue):
                             snap[("class", qualname, cattr)] = cvalue
                 elif own and isinstance(value, types.FunctionType):
                     snap[("code", f"{name}.{attr}")] = value.__code__
@@ -130,3 +150,33 @@ def changes_since(before: Snapshot, limit: int = 5) -> list[str]:
         if len(changed) >= limit:
             break
     return changed
+
+
+def private_copy(module: types.ModuleType) -> types.SimpleNamespace:
+    """The module's functions re-created over a private copy of its globals.
+
+    A function looks its helpers up in its module's ``__dict__`` at call time, so patching
+    ``module.classify`` changes what every caller gets.  The copies look them up in a
+    dictionary that only this call holds: patches of the module made later do not reach
+    them.  ``@contextmanager`` functions are re-wrapped around their copied generator.
+    """
+    import contextlib
+
+    namespace = dict(vars(module))
+
+    def clone(func: types.FunctionType) -> types.FunctionType:
+        copy = types.FunctionType(func.__code__, namespace, func.__name__, func.__defaults__, func.__closure__)
+        copy.__kwdefaults__ = func.__kwdefaults__
+        copy.__dict__.update(func.__dict__)
+        copy.__qualname__ = func.__qualname__
+        return copy
+
+    for name, value in list(namespace.items()):
+        wrapped = getattr(value, "__wrapped__", None)
+        if isinstance(value, types.FunctionType) and value.__module__ == module.__name__:
+            if isinstance(wrapped, types.FunctionType) and wrapped.__module__ == module.__name__ \
+                    and value.__code__.co_name == "helper":  # @contextmanager
+                namespace[name] = contextlib.contextmanager(clone(wrapped))
+            else:
+                namespace[name] = clone(value)
+    return types.SimpleNamespace(**namespace)

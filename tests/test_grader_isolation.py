@@ -210,11 +210,15 @@ def test_a_notebook_that_crashes_or_hangs_gets_zero_for_what_it_did_not_complete
     _, _, report = folder
     _, status, words = ISOLATION[name]
     chapter = chapter_of_target(report, f"{name}/03_demo.ipynb")
-    assert (chapter["score"], chapter["max"], chapter["status"]) == (0, 4, status), chapter
-    assert [t["status"] for t in chapter["tests"]] == [status] * 3  # not completed: 0, with the reason
-    assert all(t["message"].startswith("not completed: ") for t in chapter["tests"])
+    # Only test_add hangs or kills its process: it alone gets 0, with the reason; the other two
+    # tests go on in a fresh process and keep their points.
+    assert (chapter["score"], chapter["max"], chapter["status"]) == (2, 4, "graded"), chapter
+    assert [t["status"] for t in chapter["tests"]] == [status, "passed", "passed"]
+    add = chapter["tests"][0]
+    assert add["message"].startswith("not completed: ") and add["message"].endswith("add must return the sum")
+    assert "the other tests went on in a fresh process" in add["message"]
     if words:
-        assert words in chapter["problem"]
+        assert words in add["message"]
 
 
 def test_a_keyboard_interrupt_from_the_notebook_is_only_that_tests_error(folder: tuple[Path, Any, dict]) -> None:
@@ -284,4 +288,8 @@ def test_hidden_tests_are_graded_and_reported_separately_with_csv_and_feedback(t
         ("alice", "demo", "7", "7"), ("bob", "demo", "4", "7")]
     feedback = (tmp_path / "out" / "feedback" / "bob" / "03_demo.md").read_text()
     assert feedback.startswith("# Feedback: bob/03_demo.ipynb\n\n## demo: 4/7 (public 4/4, hidden 0/3)")
-    assert "### Hidden tests: 0/3" in feedback and "- ✗ 0/3 — add must work on negative numbers" in feedback
+    assert "### Public tests: 4/4" in feedback and "### Hidden tests: 0/3" in feedback
+    assert "0 of 1 hidden tests passed" in feedback
+    # The student's feedback does not give the hidden tests away; the instructor's JSON has them.
+    assert "negative" not in feedback and "test_add_negative" not in feedback
+    assert bob["tests"][3]["name"] == "test_add_negative" and "negative" in bob["tests"][3]["message"]

@@ -111,7 +111,8 @@ def test_dropout_only_on_lora_branch(impl):
 
 
 @points(3, "merge() must fold (lora_alpha / r) B A into the base weight so the merged layer gives the same "
-           "output as the unmerged one, without adding the update twice.", part="LoraLinear")
+           "output as the unmerged one, without adding the update twice (a second merge() may do nothing or raise "
+           "a RuntimeError or ValueError).", part="merge")
 def test_merge_keeps_outputs(impl):
     base = linear()
     layer = impl.LoraLinear(base, r=2, lora_alpha=4, lora_dropout=0.0).eval()
@@ -122,7 +123,10 @@ def test_merge_keeps_outputs(impl):
     before = layer(x).detach()
     weight_before = base.weight.detach().clone()
     layer.merge()
-    layer.merge()  # a second merge must not add the update again
+    try:
+        layer.merge()  # a second merge must not add the update again: refusing it is fine too
+    except (RuntimeError, ValueError):
+        pass
     assert not torch.equal(base.weight, weight_before), "merge() must change the base weight"
     assert torch.allclose(layer(x), before, atol=1e-5)
     assert torch.allclose(base(x), before, atol=1e-5), "after merging, the base layer alone must give the adapted output"
