@@ -71,6 +71,32 @@ def halve(x):
 """
 
 WRONG_DOUBLE = CORRECT.replace("return 2 * x", "return 3 * x")
+BLANK = CORRECT.replace("return a + b", "raise NotImplementedError()").replace(
+    "return 2 * x", "raise NotImplementedError()").replace("return x / 2", "raise NotImplementedError()")
+FORGE_JSON = """\
+def add(a, b):
+    import json
+    real = json.dumps
+    def forged(obj, *args, **kwargs):
+        if isinstance(obj, dict) and obj.get("event") == "result":
+            obj = {**obj, "status": "passed"}
+        return real(obj, *args, **kwargs)
+    json.dumps = forged
+    raise NotImplementedError()"""
+FORGE_CLASSIFY = """\
+def add(a, b):
+    import sys
+    grading = sys.modules["curriculum.grading"]
+    real = grading.classify
+    def forged(exc, spec, timeout=None):
+        grading.classify = real
+        return grading.Outcome("passed", spec.points, spec.message)
+    grading.classify = forged
+    raise NotImplementedError()"""
+# Honest code that moves library counters (a forward hook registered and removed moves
+# torch.utils.hooks.RemovableHandle.next_id): not tampering.
+HOOKS = CORRECT.replace("return a + b", "layer = torch.nn.Linear(1, 1)\n    layer.register_forward_hook("
+                        "lambda *args: None).remove()\n    return a + b")
 
 
 def notebook(*cells: str, tags: bool = True, chapter: str | None = "demo") -> Any:
@@ -130,6 +156,13 @@ TAMPERING = {  # name: (cells, what the flag says)
     "import_solutions_in_function": ([CORRECT + "\ndef halve(x):\n    from solutions import demo\n    return demo.halve(x)\n"],
                                      "inside a definition"),
     "import_tests": (["from test_demo import *\n"], "imports `test_demo`"),
+    # A blank notebook whose method rewrites the grading process's reports as they are encoded.
+    "patch_json_dumps": ([BLANK.replace("def add(a, b):\n    raise NotImplementedError()", FORGE_JSON)],
+                         "json.dumps was changed"),
+    # A blank notebook that swaps the grader's classify for one that passes everything and puts
+    # the original back the first time it is called (so a check at the end sees nothing).
+    "patch_classify_and_restore": ([BLANK.replace("def add(a, b):\n    raise NotImplementedError()", FORGE_CLASSIFY)],
+                                   "curriculum.grading.classify was changed"),
 }
 ISOLATION = {  # name: (cells, status of the unfinished tests, words in the problem)
     "exit_in_test": ([CORRECT.replace("return a + b", "import os\n    os._exit(0)")], "crashed", "exited with code 0"),
@@ -171,6 +204,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.C
         write(students / name / "03_demo.ipynb", notebook(*cells))
     write(students / "interrupt" / "03_demo.ipynb", notebook(*INTERRUPT))
     write(students / "amy" / "03_demo.ipynb", notebook(*CWD))
+    write(students / "hal" / "03_demo.ipynb", notebook(HOOKS))
     (root / "precious.txt").write_text("keep me")
     write(students / "eve" / "03_demo.ipynb", notebook(*side_effects(root / "precious.txt")))
     write(students / "tim" / "03_demo.ipynb", notebook(*UNTAGGED_LESSON, tags=False))
@@ -219,6 +253,18 @@ def test_a_notebook_that_crashes_or_hangs_gets_zero_for_what_it_did_not_complete
     assert "the other tests went on in a fresh process" in add["message"]
     if words:
         assert words in add["message"]
+
+
+def test_honest_code_that_moves_library_counters_is_not_tampering(folder: tuple[Path, Any, dict]) -> None:
+    assert scores(folder[2])["hal/03_demo.ipynb"] == (4, 4, "graded")
+
+
+def test_a_blank_notebook_with_a_forging_patch_is_flagged_even_if_it_restores_it(folder: tuple[Path, Any, dict]) -> None:
+    for name in ("patch_json_dumps", "patch_classify_and_restore"):
+        chapter = chapter_of_target(folder[2], f"{name}/03_demo.ipynb")
+        flags = "\n".join(chapter["flags"])
+        assert "while test_add ran" in flags, flags  # caught right after the test that patched, before judging it
+        assert all(t["earned"] == 0 for t in chapter["tests"])
 
 
 def test_a_keyboard_interrupt_from_the_notebook_is_only_that_tests_error(folder: tuple[Path, Any, dict]) -> None:

@@ -70,3 +70,53 @@ def test_forbidden_imports_and_module_changes_are_flagged(source: str, why: str)
 def test_without_export_tags_lesson_imports_are_skipped_not_flagged() -> None:
     kept, notes, flags = screen("from curriculum import self_check\nfrom solutions.lora import LoraConfig\n", strict=False)
     assert kept == [] and flags == [] and len(notes) == 2
+
+
+# --------------------------------------------------------------------------- growing a class cell by cell
+GROWN = ("from minitransformer.peft import add_to_class\nimport torch\nclass L:\n    pass\n"
+         "@add_to_class(L)\n@torch.no_grad()\ndef merge(self):\n    return 1\n")
+
+
+def test_a_class_grown_with_add_to_class_is_kept() -> None:
+    kept, notes, flags = screen(GROWN)
+    assert notes == [] and flags == [] and kept[-1].startswith("@add_to_class(L)")
+
+
+def test_add_to_class_loads_and_attaches(tmp_path) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from curriculum.grading import load_submission
+
+    nb = new_notebook(cells=[new_code_cell(c, metadata={"tags": ["export"]}) for c in GROWN.split("@add_to_class")[:1]
+                             + ["@add_to_class" + GROWN.split("@add_to_class")[1]]])
+    nbformat.write(nb, tmp_path / "03_demo.ipynb")
+    module, info = load_submission(tmp_path / "03_demo.ipynb")
+    assert info.notes == [] and module.L().merge() == 1
+
+
+@pytest.mark.parametrize("source, why", [
+    ("from minitransformer.peft import add_to_class\nimport torch\n@add_to_class(torch.Tensor)\ndef f(self):\n"
+     "    return 1\n", "would add a method to `torch.Tensor`"),
+    ("from minitransformer.peft import add_to_class\n@add_to_class(int)\ndef f(self):\n    return 1\n",
+     "would add a method to `int`"),
+])
+def test_add_to_class_on_a_library_class_is_flagged(source: str, why: str) -> None:
+    _, _, flags = screen(source)
+    assert any(why in flag for flag in flags), flags
+
+
+@pytest.mark.parametrize("source, why", [
+    ("from minitransformer.peft import add_to_class\n@add_to_class(Later)\ndef f(self):\n    return 1\n",
+     "not a class this notebook defines"),
+    ("from minitransformer.peft import add_to_class\nclass L:\n    pass\n@add_to_class(L, 2)\ndef f(self):\n"
+     "    return 1\n", "must name exactly one class"),
+    # the notebook's own decorator of the same name is the student's code: not run
+    ("def add_to_class(cls):\n    return lambda f: f\nclass L:\n    pass\n@add_to_class(L)\ndef f(self):\n"
+     "    return 1\n", "would run your code"),
+    ("from minitransformer.peft import add_to_class\nadd_to_class = print\nclass L:\n    pass\n"
+     "@add_to_class(L)\ndef f(self):\n    return 1\n", "only library functions may be called"),
+])
+def test_add_to_class_on_anything_else_is_skipped_with_a_note(source: str, why: str) -> None:
+    _, notes, flags = screen(source)
+    assert flags == [] and any(why in note for note in notes), notes
