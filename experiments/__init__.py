@@ -1,0 +1,20 @@
+"""The course's experiments: what the methods achieve, judged by one protocol.
+
+This package sits beside the backbone (``minitransformer/``) and the reference solutions
+(``solutions/``): it imports both, and neither imports it.
+
+- :mod:`experiments.stats`: the one statistics rule (seed spread and the finite evaluation
+  set, combined into one 95% interval).
+- :mod:`experiments.protocol`: the four outcomes, the doubled-budget convergence test, and
+  the rule that joins them into a verdict.
+- :mod:`experiments.claims`: every claim the course judges, with its paper's number and its
+  threshold fixed before any run; ``verdict_table(chapter)`` is a lesson's verdict cell.
+- :mod:`experiments.records`: the results' JSON schema, one file per run.
+- :mod:`experiments.runner` and :mod:`experiments.sentiment`: the runs, resumable, with a
+  progress bar and an ETA.
+
+Command line::
+
+    python -m experiments verdicts [--chapter N] [--json]    # every verdict of the course
+    python -m experiments run sentiment [--workers 2] [--dry-run]
+"""

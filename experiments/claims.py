@@ -1,0 +1,118 @@
+"""Every claim the course judges, in one place, with its threshold fixed before any run.
+
+A claim names the paper and the paper's own number (printed beside ours), the task and
+metric, the statistic (``ratio`` or ``difference`` of the method against a reference, or
+the method's ``value``), the comparison and the threshold.  :func:`verdict_table` turns
+the claims of a chapter into its verdict table, one short call in a lesson;
+``python -m experiments verdicts`` prints every claim of the course.
+
+One yardstick for "matches" or "is competitive with" full fine-tuning in every chapter:
+**÷ full FT ≥ 0.97** (within 3%, the gap the papers themselves call comparable: LoRA's
+Table 2 puts BitFit at 0.986 and adapters at 0.977-0.988 of full FT on RoBERTa-base).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MATCHES_FULL = 0.97  # "comparable to full fine-tuning": method ÷ full FT at least this
+FAR_BELOW = 0.90  # "far below full fine-tuning": ÷ full FT at most this
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    chapter: int
+    statement: str  # the paper's claim, in one line
+    paper: str  # where the paper says it
+    paper_value: str  # the paper's own number, as comparable to ours as it gets
+    task: str
+    method: str
+    reference: str | None  # the method it is compared with (None: statistic "value")
+    statistic: str  # "ratio", "difference" or "value"
+    comparison: str  # ">=" or "<=": the claim holds when the statistic is on this side of the threshold
+    threshold: float
+    metric: str = "validation accuracy"
+
+    def epochs(self, method: str) -> int:
+        """The method's final budget on the claim's task."""
+        from experiments import sentiment
+
+        if self.task == "sentiment":
+            return sentiment.epochs_of(method)
+        raise ValueError(f"no protocol runs for task {self.task!r} yet")
+
+    def exact(self, method: str) -> bool:
+        """Fit to convergence by construction (the L-BFGS linear probe), so no doubled run is needed."""
+        return method == "frozen"
+
+    @property
+    def rule(self) -> str:
+        what = {"ratio": f"{self.method} ÷ {self.reference}", "difference": f"{self.method} − {self.reference}",
+                "value": self.method}[self.statistic]
+        return f"{what} {self.comparison} {self.threshold:g}"
+
+
+CLAIMS = [
+    Claim("frozen.far_below_full", 2, "A frozen backbone with a new head is far below fine-tuning",
+          "Ben Zaken et al. 2021 (BitFit), 'Frozen' baseline", "far below (no single number)",
+          "sentiment", "frozen", "full", "ratio", "<=", FAR_BELOW),
+    Claim("lora.matches_full", 3, "LoRA matches or beats full fine-tuning",
+          "Hu et al. 2021 (LoRA), Table 2, RoBERTa-base GLUE avg", "87.2 / 86.4 = 1.009",
+          "sentiment", "lora", "full", "ratio", ">=", MATCHES_FULL),
+    Claim("bitfit.competitive", 4, "BitFit is competitive with full fine-tuning on small and medium data",
+          "Hu et al. 2021 (LoRA), Table 2, RoBERTa-base GLUE avg", "85.2 / 86.4 = 0.986",
+          "sentiment", "bitfit", "full", "ratio", ">=", MATCHES_FULL),
+    Claim("bitfit.beats_frozen", 4, "BitFit is far better than a frozen model",
+          "Ben Zaken et al. 2021 (BitFit), Table 1", "far better (no single number)",
+          "sentiment", "bitfit", "frozen", "ratio", ">=", 1 / FAR_BELOW),
+    Claim("adapters.competitive", 5, "Adapters land close to full fine-tuning",
+          "Houlsby et al. 2019, GLUE test, BERT-large", "80.0 / 80.4 = 0.995 (3.6% of the parameters)",
+          "sentiment", "adapters", "full", "ratio", ">=", MATCHES_FULL),
+]
+BY_ID = {c.id: c for c in CLAIMS}
+
+
+def claims_of(chapter: int | None = None) -> list[Claim]:
+    found = [c for c in CLAIMS if chapter is None or c.chapter == chapter]
+    if chapter is not None and not found:
+        chapters = sorted({c.chapter for c in CLAIMS})
+        raise ValueError(f"No registered claim for chapter {chapter}; chapters with claims: {chapters}.")
+    return found
+
+
+def verdicts(chapter: int | None = None, *, root=None) -> list:
+    """The verdict of every claim of ``chapter`` (every chapter for None)."""
+    from experiments.protocol import judge
+
+    return [judge(c, root=root) for c in claims_of(chapter)]
+
+
+def verdict_table(chapter: int | None = None, *, root=None, markdown: bool = False) -> str:
+    """The chapter's verdict table: claim, paper's number, ours with its 95% interval, rule, outcome.
+
+    Below it, the convergence record of every method the claims read.
+    """
+    rows = []
+    notes: dict[str, str] = {}
+    for v in verdicts(chapter, root=root):
+        c = v.claim
+        ours = "—" if v.interval is None else v.interval.text()
+        seeds = f"{len(v.seeds)}" if v.seeds else "0"
+        rows.append((c.id, c.paper_value, ours, seeds, c.rule, v.outcome))
+        for conv in v.convergence:
+            notes.setdefault(conv.method, conv.text())
+        if v.outcome in ("not run",) or (v.interval is None and v.reason):
+            notes.setdefault(c.id, f"{c.id}: {v.reason}")
+    header = ("claim", "paper", "ours [95% interval]", "seeds", "rule", "outcome")
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+    else:
+        widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+        lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths))]
+        lines += ["  ".join(str(x).ljust(w) for x, w in zip(r, widths)) for r in rows]
+    if notes:
+        lines += ["", "convergence (seed 0 at twice the budget; converged if the gain is within the method's noise):"]
+        lines += [f"  {text}" for text in notes.values()]
+    return "\n".join(lines)

@@ -1,0 +1,163 @@
+"""The verdict protocol: four outcomes, a convergence test that can fail, and the rule that joins them.
+
+A claim is judged on the recorded runs (:mod:`experiments.records`) of the methods it
+compares, at each method's final budget:
+
+- **converged**: for every method that trains, seed 0 was also run at twice the budget
+  (same schedule shape, same learning rate), and the doubled run's score is not higher
+  than the 1× run's by more than the method's own noise (the half-width of its score's
+  95% interval over seeds and evaluation examples).  A run whose doubled budget helps
+  by more than that was still learning: the test fails, and so can any verdict.
+- **the interval** of the claim's statistic (``ratio`` or ``difference`` against the
+  reference, or the ``value`` itself) comes from :func:`experiments.stats.paired_interval`:
+  seed spread and the finite evaluation set together.
+
+Outcomes, the same in every chapter:
+
+=============================== ===========================================================
+``reproduced``                  ≥ 3 seeds, every method converged, the whole interval on the
+                                claim's side of the threshold
+``not reproduced``              the same, the whole interval on the other side
+``inconclusive: not converged`` a method's doubled budget still helped, or it was never run
+``inconclusive: within noise``  converged, but the interval holds the threshold (or < 3 seeds)
+=============================== ===========================================================
+
+A claim with no runs at all is ``not run``: no verdict.  Thresholds are part of the claim,
+fixed in :mod:`experiments.claims` before any run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from experiments import records
+from experiments.stats import MIN_SEEDS, Interval, paired_interval
+
+REPRODUCED = "reproduced"
+NOT_REPRODUCED = "not reproduced"
+NOT_CONVERGED = "inconclusive: not converged"
+WITHIN_NOISE = "inconclusive: within noise"
+NOT_RUN = "not run"
+OUTCOMES = (REPRODUCED, NOT_REPRODUCED, NOT_CONVERGED, WITHIN_NOISE)
+
+SEEDS = (0, 1, 2)
+DOUBLED = 2  # the convergence test's budget multiple
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """The doubled-budget test of one method (seed 0)."""
+
+    method: str
+    epochs: int
+    score: float | None  # seed 0 at 1x
+    doubled: float | None  # seed 0 at 2x; None: not run
+    noise: float | None  # half-width of the method's own 95% interval at 1x
+    exact: bool = False  # fit to convergence by construction (the L-BFGS probe)
+
+    @property
+    def gain(self) -> float | None:
+        return None if self.doubled is None or self.score is None else self.doubled - self.score
+
+    @property
+    def converged(self) -> bool:
+        if self.exact:
+            return True
+        return self.gain is not None and self.noise is not None and self.gain <= self.noise
+
+    def text(self) -> str:
+        if self.exact:
+            return f"{self.method}: fit to convergence (L-BFGS)"
+        if self.doubled is None:
+            return f"{self.method}: no run at {DOUBLED}x {self.epochs} epochs yet"
+        verdict = "converged" if self.converged else "STILL LEARNING"
+        return (f"{self.method}: {self.epochs}→{DOUBLED * self.epochs} epochs {self.score:.3f}→{self.doubled:.3f} "
+                f"(gain {self.gain:+.3f}, noise ±{self.noise:.3f}: {verdict})")
+
+
+@dataclass
+class Verdict:
+    claim: object  # experiments.claims.Claim
+    outcome: str
+    reason: str
+    interval: Interval | None = None
+    seeds: list[int] = field(default_factory=list)
+    convergence: list[Convergence] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        c = self.claim
+        out = {"id": c.id, "chapter": c.chapter, "claim": c.statement, "paper": c.paper, "paper_value": c.paper_value,
+               "task": c.task, "metric": c.metric, "statistic": c.statistic, "comparison": c.comparison,
+               "threshold": c.threshold, "outcome": self.outcome, "reason": self.reason, "seeds": self.seeds,
+               "convergence": [{"method": v.method, "epochs": v.epochs, "score": v.score, "doubled": v.doubled,
+                                "noise": v.noise, "exact": v.exact, "converged": v.converged}
+                               for v in self.convergence]}
+        if self.interval is not None:
+            i = self.interval
+            out.update(estimate=i.estimate, low=i.low, high=i.high, seed_half_width=i.seed_half_width,
+                       sample_half_width=i.sample_half_width, examples=i.examples)
+        return out
+
+
+def _vectors(runs: dict[int, dict], seeds: Iterable[int], split: str) -> list[list[float]]:
+    return [records.correct_vector(runs[s], split) for s in seeds]
+
+
+def _same_examples(runs: Iterable[dict], split: str) -> bool:
+    return len({r[split]["examples"] for r in runs}) == 1
+
+
+def convergence_of(task: str, method: str, epochs: int, runs: dict[int, dict], *, exact: bool = False,
+                   split: str = "validation", root=None) -> Convergence:
+    """The doubled-budget test of ``method`` from its 1x runs (by seed) and its seed-0 run at 2x."""
+    if exact:
+        return Convergence(method, epochs, None, None, None, exact=True)
+    score = runs[0][split]["accuracy"] if 0 in runs else None
+    noise = paired_interval(_vectors(runs, sorted(runs), split), statistic="value").half_width \
+        if len(runs) >= 2 else None
+    doubled_run = records.load_run(task, method, DOUBLED * epochs, 0, root)
+    doubled = doubled_run[split]["accuracy"] if doubled_run is not None else None
+    return Convergence(method, epochs, score, doubled, noise)
+
+
+def decide(interval: Interval, comparison: str, threshold: float) -> str:
+    """The outcome of a converged claim with enough seeds, from where its interval lies."""
+    if comparison not in (">=", "<="):
+        raise ValueError(f"comparison must be '>=' or '<=', got {comparison!r}")
+    holds, fails = (interval.above(threshold), interval.below(threshold)) if comparison == ">=" else \
+        (interval.below(threshold), interval.above(threshold))
+    return REPRODUCED if holds else NOT_REPRODUCED if fails else WITHIN_NOISE
+
+
+def judge(claim, *, root=None, split: str = "validation") -> Verdict:
+    """The claim's verdict from the recorded runs (see the module docstring for the rule)."""
+    methods = [claim.method] + ([claim.reference] if claim.reference else [])
+    runs = {m: records.load_runs(claim.task, m, claim.epochs(m), SEEDS, root) for m in methods}
+    if not all(runs.values()):
+        missing = [m for m in methods if not runs[m]]
+        return Verdict(claim, NOT_RUN, f"no recorded runs of {', '.join(missing)} at {claim.task}: "
+                                       f"run `python -m experiments run {claim.task}`")
+    seeds = sorted(set.intersection(*(set(r) for r in runs.values())))
+    all_runs = [runs[m][s] for m in methods for s in seeds]
+    if not _same_examples(all_runs, split):
+        raise records.RecordError(f"{claim.id}: the runs were scored on different {split} sets; re-run them.")
+    convergence = [convergence_of(claim.task, m, claim.epochs(m), runs[m], exact=claim.exact(m), split=split,
+                                  root=root) for m in methods]
+    if len(seeds) < 2:
+        return Verdict(claim, WITHIN_NOISE, f"only {len(seeds)} seed: shown, never judged", None, seeds, convergence)
+    a = _vectors(runs[claim.method], seeds, split)
+    b = _vectors(runs[claim.reference], seeds, split) if claim.reference else None
+    interval = paired_interval(a, b, statistic=claim.statistic)
+    side = decide(interval, claim.comparison, claim.threshold)
+    stuck = [v for v in convergence if not v.converged]
+    if stuck:
+        reason = "; ".join(v.text() for v in stuck)
+        return Verdict(claim, NOT_CONVERGED, reason, interval, seeds, convergence)
+    if len(seeds) < MIN_SEEDS:
+        return Verdict(claim, WITHIN_NOISE, f"{len(seeds)} seeds: a verdict needs {MIN_SEEDS}", interval, seeds,
+                       convergence)
+    where = {REPRODUCED: "the whole interval is on the claim's side of",
+             NOT_REPRODUCED: "the whole interval is on the other side of",
+             WITHIN_NOISE: "the interval holds"}[side]
+    return Verdict(claim, side, f"{where} {claim.comparison} {claim.threshold:g}", interval, seeds, convergence)

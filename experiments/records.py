@@ -1,0 +1,97 @@
+"""Protocol runs on disk: one JSON file per (task, method, budget, seed), so a long benchmark resumes.
+
+Layout: ``benchmarks/protocol/<task>/<method>/<epochs>ep_seed<seed>.json``. Schema (version 1)::
+
+    {
+      "schema": 1,
+      "task": "sentiment", "method": "lora", "label": "LoRA q,v r=8",
+      "seed": 0, "epochs": 20, "budget": 1,            # budget: multiple of the method's standard epochs
+      "lr": 0.003, "schedule": "linear", "warmup_ratio": 0.1, "batch_size": 32, "n_train": 1000,
+      "validation": {"accuracy": 0.912, "loss": 0.27, "correct": "0110...", "examples": "<sha256 of the ids>"},
+      "test":       {"accuracy": 0.908, "loss": 0.29, "correct": "1011...", "examples": "<sha256>"},
+      "curve": [0.52, ...],                             # validation accuracy after each epoch
+      "train_accuracy": 1.0, "majority": 0.511, "on_plateau": false,
+      "trainable": 16384, "total": 1072130,
+      "seconds": 290.1, "threads": 1, "torch": "2.13.0+cpu"
+    }
+
+``correct`` holds one character per evaluation example, ``1`` for a correct prediction,
+in the evaluation set's order; ``examples`` fingerprints that set, so runs scored on
+different sets are never compared.  The frozen probe has no curve and ``epochs`` 0 (it is
+fit to convergence by L-BFGS).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+SCHEMA = 1
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "protocol"
+
+
+class RecordError(ValueError):
+    """A protocol run on disk is missing or malformed."""
+
+
+def run_path(task: str, method: str, epochs: int, seed: int, root: Path | None = None) -> Path:
+    return (root or RESULTS_DIR) / task / method / f"{epochs}ep_seed{seed}.json"
+
+
+def save_run(record: dict, root: Path | None = None) -> Path:
+    """Write one run atomically (a run stopped half-way leaves no half-written file)."""
+    check_record(record)
+    path = run_path(record["task"], record["method"], record["epochs"], record["seed"], root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_run(task: str, method: str, epochs: int, seed: int, root: Path | None = None) -> dict | None:
+    path = run_path(task, method, epochs, seed, root)
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except ValueError as exc:
+        raise RecordError(f"{path} is not valid JSON ({exc}); delete it and run the benchmark again.") from None
+    check_record(record, path)
+    return record
+
+
+def load_runs(task: str, method: str, epochs: int, seeds: Iterable[int], root: Path | None = None) -> dict[int, dict]:
+    """The recorded runs among ``seeds``, by seed."""
+    found = {}
+    for seed in seeds:
+        record = load_run(task, method, epochs, seed, root)
+        if record is not None:
+            found[seed] = record
+    return found
+
+
+def check_record(record: dict, where: object = "a run record") -> None:
+    """Raise :class:`RecordError` naming what is wrong with a record."""
+    if record.get("schema") != SCHEMA:
+        raise RecordError(f"{where}: schema {record.get('schema')!r}, expected {SCHEMA}; re-run it with this version.")
+    missing = [k for k in ("task", "method", "seed", "epochs", "validation") if k not in record]
+    if missing:
+        raise RecordError(f"{where}: missing {missing}.")
+    for split in ("validation", "test"):
+        scores = record.get(split)
+        if scores is None:
+            continue
+        correct = scores.get("correct", "")
+        if not correct or set(correct) - {"0", "1"}:
+            raise RecordError(f"{where}: {split}.correct must be a string of 0s and 1s, one per example.")
+        if abs(correct.count("1") / len(correct) - scores["accuracy"]) > 1e-9:
+            raise RecordError(f"{where}: {split}.accuracy {scores['accuracy']} does not match its correct string "
+                              f"({correct.count('1')}/{len(correct)}).")
+
+
+def correct_vector(record: dict, split: str = "validation") -> list[float]:
+    """The per-example scores (1.0 correct, 0.0 wrong) of a run on a split."""
+    return [1.0 if c == "1" else 0.0 for c in record[split]["correct"]]

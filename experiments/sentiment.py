@@ -1,0 +1,113 @@
+"""The protocol's sentiment runs (chapters 2-5): every main method, 3 seeds, and seed 0 at twice its budget.
+
+    python -m experiments run sentiment                 # what is missing, 2 runs at a time (resumes)
+    python -m experiments run sentiment --dry-run       # list what would run, with a time estimate
+
+Each run trains with the standard recipe (:mod:`minitransformer.recipes`) and records, besides
+its scores, which validation and test reviews it got right (:mod:`experiments.records`): the
+verdicts' paired bootstrap needs them.  The methods and their configurations are the
+benchmark's (``minitransformer.benchmark.METHODS``): one registry, not a copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from experiments import records
+
+TASK = "sentiment"
+MAIN_METHODS = ("full", "frozen", "lora", "bitfit", "adapters")
+# Seconds per epoch on one thread of the 2-core reference machine, two runs at a time (from the committed
+# benchmark), for the time estimate only.
+SECONDS_PER_EPOCH = {"full": 14.5, "lora": 14.3, "bitfit": 11.0, "adapters": 11.6, "frozen": 0.0}
+FROZEN_SECONDS = 11.0
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One protocol run to make."""
+
+    method: str
+    seed: int
+    budget: int  # multiple of the method's standard epochs
+
+    @property
+    def epochs(self) -> int:
+        return epochs_of(self.method) * self.budget
+
+    def estimate_seconds(self) -> float:
+        return FROZEN_SECONDS if self.method == "frozen" else SECONDS_PER_EPOCH[self.method] * self.epochs
+
+    def __str__(self) -> str:
+        return f"{self.method} seed {self.seed}, {self.epochs} epochs" if self.epochs else \
+            f"{self.method} seed {self.seed} (L-BFGS probe)"
+
+
+def epochs_of(method: str) -> int:
+    """The method's final budget in epochs (0: the frozen probe, fit by L-BFGS)."""
+    from minitransformer import recipes
+
+    return 0 if method == "frozen" else recipes.epochs_for(method)
+
+
+def plan(methods=MAIN_METHODS, seeds=(0, 1, 2), doubled: bool = True) -> list[RunSpec]:
+    """Every run the sentiment verdicts read: each method at 1x for every seed, then seed 0 at 2x."""
+    specs = [RunSpec(m, s, 1) for s in seeds for m in methods]
+    if doubled:
+        specs += [RunSpec(m, 0, 2) for m in methods if m != "frozen"]
+    return specs
+
+
+def fingerprint(loader) -> str:
+    """sha256 of an evaluation set's token ids and labels, in order."""
+    digest = hashlib.sha256()
+    for batch in loader:
+        digest.update(batch["input_ids"].numpy().tobytes())
+        digest.update(batch["labels"].numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@torch.no_grad()
+def score(model, loader) -> dict:
+    """Accuracy, mean cross-entropy and the per-example correct string of ``model`` on ``loader``."""
+    model.eval()
+    correct, losses = [], []
+    for batch in loader:
+        labels = batch.pop("labels")
+        logits = model(**batch).logits
+        correct += (logits.argmax(-1) == labels).tolist()
+        losses += F.cross_entropy(logits, labels, reduction="none").tolist()
+    return {"accuracy": sum(correct) / len(correct), "loss": round(sum(losses) / len(losses), 5),
+            "correct": "".join("1" if c else "0" for c in correct), "examples": fingerprint(loader)}
+
+
+def run(spec: RunSpec, progress: bool = True) -> dict:
+    """Train and score one run; returns its record (not yet saved)."""
+    from minitransformer import recipes
+    from minitransformer.benchmark import METHODS
+
+    method = METHODS[spec.method]
+    setup = recipes.sentiment_setup(seed=spec.seed, backbone=method.backbone)
+    if method.prepare is None:
+        experiment, lr = recipes.frozen_probe(setup, seed=spec.seed), None
+    else:
+        model = method.prepare(recipes.fresh_classifier(method.backbone, seed=spec.seed))
+        lr = recipes.LEARNING_RATES[method.lr_key]
+        experiment = recipes.train_standard(method.label, model, setup, method.lr_key, lr=lr, epochs=spec.epochs,
+                                            track_curve=True, progress=progress)
+    return {
+        "schema": records.SCHEMA, "task": TASK, "method": spec.method, "label": method.label, "seed": spec.seed,
+        "epochs": spec.epochs, "budget": spec.budget, "lr": lr, "schedule": recipes.SCHEDULE,
+        "warmup_ratio": recipes.WARMUP_RATIO, "batch_size": recipes.BATCH_SIZE, "n_train": recipes.N_TRAIN,
+        "validation": score(experiment.model, setup.val_loader), "test": score(experiment.model, setup.test_loader),
+        "curve": [round(s, 4) for s in experiment.curve],
+        "train_accuracy": None if experiment.train_accuracy is None else round(experiment.train_accuracy, 4),
+        "majority": round(experiment.majority, 4), "on_plateau": experiment.on_plateau,
+        "trainable": experiment.trainable, "total": experiment.total, "seconds": round(experiment.seconds, 1),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
+    }

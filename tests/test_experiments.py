@@ -1,0 +1,250 @@
+"""The verdict protocol (issue 22): the statistics rule, the four outcomes, convergence that can fail.
+
+Everything here runs on synthetic run records in a temporary folder: no training.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments import claims, protocol, records
+from experiments.claims import Claim
+from experiments.stats import Interval, paired_interval, t_quantile_95
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- the statistics rule
+def bernoulli_seeds(p_per_seed, n, rng) -> list[np.ndarray]:
+    return [(rng.random(n) < p).astype(float) for p in p_per_seed]
+
+
+def test_the_interval_covers_the_truth_about_95_percent_of_the_time() -> None:
+    # Each simulated benchmark: 3 seeds whose skills spread around 0.85, scored on a fresh evaluation set
+    # of 300 examples of varied difficulty (shared by the seeds, as the validation set is). The interval
+    # must cover the population accuracy in about 95% of the benchmarks. Here neither source of noise is
+    # negligible: either half-width alone covers too rarely, so forgetting one of them fails this test.
+    rng = np.random.default_rng(0)
+
+    def accuracy(p: float, difficulty: np.ndarray) -> np.ndarray:  # P(correct) of a model of skill p per example
+        return 1 / (1 + np.exp(-(np.log(p / (1 - p)) + difficulty)))
+
+    truth, trials = 0.85, 300
+    population = float(np.mean(accuracy(truth, rng.normal(0, 3.0, 200_000))))  # over all examples the world makes
+    covered = {"both": 0, "seeds only": 0, "examples only": 0}
+    for trial in range(trials):
+        seed_skills = truth + rng.normal(0, 0.03, size=3)
+        difficulty = rng.normal(0, 3.0, size=300)  # one evaluation set per benchmark, shared by the seeds
+        runs = [(rng.random(300) < accuracy(p, difficulty)).astype(float) for p in seed_skills]
+        interval = paired_interval(runs, statistic="value", replicates=400, seed=trial)
+        error = abs(interval.estimate - population)
+        covered["both"] += interval.low <= population <= interval.high
+        covered["seeds only"] += error <= interval.seed_half_width
+        covered["examples only"] += error <= interval.sample_half_width
+    coverage = {k: v / trials for k, v in covered.items()}
+    assert 0.90 <= coverage["both"] <= 0.995, coverage
+    assert coverage["seeds only"] < 0.90 and coverage["examples only"] < 0.90, coverage
+
+
+def test_pairing_over_examples_narrows_a_comparison_of_correlated_methods() -> None:
+    rng = np.random.default_rng(1)
+    base = bernoulli_seeds([0.9, 0.9, 0.9], 500, rng)
+    flipped = []  # b agrees with a except on a few examples
+    for run in base:
+        b = run.copy()
+        b[rng.choice(500, 10, replace=False)] = 1 - b[rng.choice(500, 10, replace=False)]
+        flipped.append(b)
+    paired = paired_interval(base, flipped, statistic="difference")
+    shuffled = [rng.permutation(b) for b in flipped]  # same accuracies, pairing destroyed
+    unpaired = paired_interval(base, shuffled, statistic="difference")
+    assert paired.sample_half_width < 0.5 * unpaired.sample_half_width
+
+
+def test_identical_methods_give_ratio_one_and_no_sample_noise() -> None:
+    rng = np.random.default_rng(2)
+    a = bernoulli_seeds([0.8, 0.85, 0.9], 200, rng)
+    interval = paired_interval(a, a, statistic="ratio")
+    assert interval.estimate == pytest.approx(1.0) and interval.sample_half_width == pytest.approx(0.0)
+    assert interval.seeds == 3 and interval.examples == 200
+
+
+def test_seed_spread_uses_students_t() -> None:
+    a = [np.ones(100) * v for v in (1.0, 1.0, 0.0)]  # per-seed values 1, 1, 0: sd 0.577
+    interval = paired_interval(a, statistic="value", replicates=200)
+    assert interval.seed_half_width == pytest.approx(t_quantile_95(2) * np.std([1, 1, 0], ddof=1) / np.sqrt(3))
+    assert t_quantile_95(2) == pytest.approx(4.303) and t_quantile_95(1000) == pytest.approx(1.96, abs=1e-3)
+
+
+@pytest.mark.parametrize("a, b, statistic, match", [
+    ([[1, 0], [1, 1]], [[1, 0, 1], [1, 1, 0]], "ratio", "same seeds and evaluation examples"),
+    ([[1, 0]], None, "ratio", "pass b"),
+    ([[1, 0]], None, "median", "Unknown statistic"),
+    ([], None, "value", "one vector of per-example scores per seed"),
+])
+def test_bad_input_gets_one_clear_error(a, b, statistic, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        paired_interval(a, b, statistic=statistic)
+
+
+# --------------------------------------------------------------------------- records
+def record(method: str, seed: int, epochs: int, correct: list[int], examples: str = "set-a") -> dict:
+    text = "".join(map(str, correct))
+    return {"schema": records.SCHEMA, "task": "sentiment", "method": method, "seed": seed, "epochs": epochs,
+            "validation": {"accuracy": text.count("1") / len(text), "loss": 0.3, "correct": text, "examples": examples}}
+
+
+def test_a_record_is_checked_and_written_atomically(tmp_path: Path) -> None:
+    path = records.save_run(record("lora", 0, 20, [1, 0, 1, 1]), tmp_path)
+    assert path == tmp_path / "sentiment" / "lora" / "20ep_seed0.json"
+    assert records.load_run("sentiment", "lora", 20, 0, tmp_path)["validation"]["accuracy"] == 0.75
+    assert not list(tmp_path.rglob("*.tmp"))
+    bad = record("lora", 1, 20, [1, 0])
+    bad["validation"]["accuracy"] = 0.9
+    with pytest.raises(records.RecordError, match="does not match"):
+        records.save_run(bad, tmp_path)
+    bad = record("lora", 1, 20, [1, 0])
+    bad["validation"]["correct"] = "1x"
+    with pytest.raises(records.RecordError, match="string of 0s and 1s"):
+        records.save_run(bad, tmp_path)
+    (tmp_path / "sentiment" / "lora" / "20ep_seed2.json").write_text("{")
+    with pytest.raises(records.RecordError, match="delete it and run the benchmark again"):
+        records.load_run("sentiment", "lora", 20, 2, tmp_path)
+
+
+# --------------------------------------------------------------------------- the four outcomes
+CLAIM = Claim("demo.lora_matches_full", 3, "LoRA matches full fine-tuning", "demo", "1.0", "sentiment",
+              "lora", "full", "ratio", ">=", 0.97)
+N = 500
+
+
+def accuracy_vector(acc: float, rng: np.random.Generator, shared: np.ndarray | None = None) -> list[int]:
+    """N examples with exactly round(acc * N) correct, mostly the same examples as ``shared``."""
+    k = round(acc * N)
+    order = np.argsort(shared + rng.random(N) * 0.05) if shared is not None else rng.permutation(N)
+    correct = np.zeros(N, int)
+    correct[order[N - k:]] = 1
+    return correct.tolist()
+
+
+def write_benchmark(root: Path, lora: tuple[float, ...], full: tuple[float, ...], doubled: dict[str, float],
+                    seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    hardness = rng.random(N)  # examples both methods find easy or hard
+    for method, accs in (("lora", lora), ("full", full)):
+        epochs = protocol_epochs(method)
+        for s, acc in enumerate(accs):
+            records.save_run(record(method, s, epochs, accuracy_vector(acc, rng, hardness)), root)
+        if method in doubled:
+            records.save_run(record(method, 0, 2 * epochs, accuracy_vector(doubled[method], rng, hardness)), root)
+
+
+def protocol_epochs(method: str) -> int:
+    return CLAIM.epochs(method)
+
+
+def test_reproduced(tmp_path: Path) -> None:
+    write_benchmark(tmp_path, (0.92, 0.93, 0.92), (0.92, 0.925, 0.93), {"lora": 0.92, "full": 0.925})
+    verdict = protocol.judge(CLAIM, root=tmp_path)
+    assert verdict.outcome == protocol.REPRODUCED, verdict.reason
+    assert verdict.interval.low > 0.97 and all(c.converged for c in verdict.convergence)
+
+
+def test_not_reproduced(tmp_path: Path) -> None:
+    write_benchmark(tmp_path, (0.80, 0.81, 0.80), (0.92, 0.925, 0.93), {"lora": 0.80, "full": 0.92})
+    verdict = protocol.judge(CLAIM, root=tmp_path)
+    assert verdict.outcome == protocol.NOT_REPRODUCED and verdict.interval.high < 0.97
+
+
+def test_within_noise(tmp_path: Path) -> None:
+    write_benchmark(tmp_path, (0.88, 0.92, 0.90), (0.92, 0.925, 0.93), {"lora": 0.89, "full": 0.92})
+    verdict = protocol.judge(CLAIM, root=tmp_path)
+    assert verdict.outcome == protocol.WITHIN_NOISE
+    assert verdict.interval.low < 0.97 < verdict.interval.high
+
+
+def test_a_doubled_budget_that_still_helps_means_not_converged_never_not_reproduced(tmp_path: Path) -> None:
+    # LoRA is far below full FT at its budget, but twice the budget helps by far more than the noise:
+    # the run was still learning, so the claim cannot be called "not reproduced".
+    write_benchmark(tmp_path, (0.80, 0.81, 0.80), (0.92, 0.925, 0.93), {"lora": 0.90, "full": 0.92})
+    verdict = protocol.judge(CLAIM, root=tmp_path)
+    assert verdict.outcome == protocol.NOT_CONVERGED, verdict.reason
+    (lora,) = [c for c in verdict.convergence if c.method == "lora"]
+    assert not lora.converged and lora.gain == pytest.approx(0.10) and "STILL LEARNING" in verdict.reason
+
+
+def test_no_doubled_run_means_not_converged(tmp_path: Path) -> None:
+    write_benchmark(tmp_path, (0.92, 0.93, 0.92), (0.92, 0.925, 0.93), {"full": 0.925})
+    verdict = protocol.judge(CLAIM, root=tmp_path)
+    assert verdict.outcome == protocol.NOT_CONVERGED and "no run at 2x 20 epochs" in verdict.reason
+
+
+def test_fewer_than_three_seeds_get_no_definite_verdict(tmp_path: Path) -> None:
+    write_benchmark(tmp_path, (0.92, 0.93), (0.92, 0.925), {"lora": 0.92, "full": 0.925})
+    verdict = protocol.judge(CLAIM, root=tmp_path)
+    assert verdict.outcome == protocol.WITHIN_NOISE and "a verdict needs 3" in verdict.reason
+
+
+def test_no_runs_is_no_verdict(tmp_path: Path) -> None:
+    verdict = protocol.judge(CLAIM, root=tmp_path)
+    assert verdict.outcome == protocol.NOT_RUN and "python -m experiments run sentiment" in verdict.reason
+
+
+def test_runs_scored_on_different_sets_are_refused(tmp_path: Path) -> None:
+    write_benchmark(tmp_path, (0.92, 0.93, 0.92), (0.92, 0.925, 0.93), {"lora": 0.92, "full": 0.925})
+    path = records.run_path("sentiment", "full", 20, 1, tmp_path)
+    data = json.loads(path.read_text())
+    data["validation"]["examples"] = "set-b"
+    path.write_text(json.dumps(data))
+    with pytest.raises(records.RecordError, match="different validation sets"):
+        protocol.judge(CLAIM, root=tmp_path)
+
+
+@pytest.mark.parametrize("comparison, low, high, outcome", [
+    (">=", 0.98, 1.01, protocol.REPRODUCED), (">=", 0.90, 0.95, protocol.NOT_REPRODUCED),
+    (">=", 0.96, 0.99, protocol.WITHIN_NOISE), ("<=", 0.60, 0.70, protocol.REPRODUCED),
+    ("<=", 0.95, 0.99, protocol.NOT_REPRODUCED), ("<=", 0.85, 0.95, protocol.WITHIN_NOISE),
+])
+def test_the_interval_must_lie_wholly_on_one_side(comparison, low, high, outcome) -> None:
+    threshold = 0.97 if comparison == ">=" else 0.90
+    interval = Interval((low + high) / 2, low, high, 0.0, 0.0, 3, 500)
+    assert protocol.decide(interval, comparison, threshold) == outcome
+
+
+# --------------------------------------------------------------------------- the registry and its command
+def test_every_claim_is_well_formed() -> None:
+    ids = [c.id for c in claims.CLAIMS]
+    assert len(ids) == len(set(ids))
+    for c in claims.CLAIMS:
+        assert c.comparison in (">=", "<=") and c.statistic in ("ratio", "difference", "value")
+        assert (c.reference is None) == (c.statistic == "value")
+        assert c.paper and c.paper_value and c.statement
+    # one yardstick: every "matches / competitive with full fine-tuning" claim uses the same threshold
+    assert {c.threshold for c in claims.CLAIMS if c.reference == "full" and c.comparison == ">="} == {
+        claims.MATCHES_FULL}
+
+
+def test_the_verdicts_command_prints_every_claim() -> None:
+    out = subprocess.run([sys.executable, "-m", "experiments", "verdicts", "--json"], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    verdicts = json.loads(out.stdout)
+    assert [v["id"] for v in verdicts] == [c.id for c in claims.CLAIMS]
+    assert all(v["outcome"] in (*protocol.OUTCOMES, protocol.NOT_RUN) for v in verdicts)
+    bad = subprocess.run([sys.executable, "-m", "experiments", "verdicts", "--chapter", "99"], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "No registered claim for chapter 99" in bad.stderr
+
+
+def test_the_backbone_does_not_import_the_experiments() -> None:
+    for path in (REPO_ROOT / "minitransformer").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.split(".")[0] == "experiments" for n in names), f"{path} imports experiments"
