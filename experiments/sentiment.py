@@ -6,7 +6,7 @@
 Each run trains with the standard recipe (:mod:`minitransformer.recipes`) and records, besides
 its scores, which validation and test reviews it got right (:mod:`experiments.records`): the
 verdicts' paired bootstrap needs them.  The methods and their configurations are the
-benchmark's (``minitransformer.benchmark.METHODS``): one registry, not a copy.
+registry (``experiments.methods.METHODS``): one registry, not a copy.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def score(model, loader) -> dict:
 def run(spec: RunSpec, progress: bool = True) -> dict:
     """Train and score one run; returns its record (not yet saved)."""
     from minitransformer import recipes
-    from minitransformer.benchmark import METHODS
+    from experiments.methods import METHODS
 
     method = METHODS[spec.method]
     setup = recipes.sentiment_setup(seed=spec.seed, backbone=method.backbone)

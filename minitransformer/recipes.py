@@ -11,7 +11,7 @@ data, order, schedule, budget and seed:
                and LoRA flatten within 20 epochs; BitFit and adapters were still rising there
                (BitFit 0.834 at 20 epochs, 0.942 at 60, seed 0), so they get 60
     lr         one per method, LEARNING_RATES, picked by a recorded sweep (benchmarks/lr_sweep.md;
-               regenerate with `python -m minitransformer.benchmark sweep`), as the papers tune per method
+               regenerate with `python -m experiments.benchmark sweep`), as the papers tune per method
     dropout    DROPOUT = 0 in the backbone while fine-tuning (see below)
 
 and against the same two reference points:
@@ -201,7 +201,7 @@ NER_EPOCHS = 10
 NER_BATCH_SIZE = 32
 
 # Peak learning rate per method on NER (BERT backbone, seed 0, validation entity F1), from the sweep in
-# benchmarks/ner_lr_sweep.md (`python -m minitransformer.benchmark ner-sweep`); the GPT backbone reuses them.
+# benchmarks/ner_lr_sweep.md (`python -m experiments.benchmark ner-sweep`); the GPT backbone reuses them.
 NER_LEARNING_RATES = {
     "full": 0.003,
     "frozen": 0.3,

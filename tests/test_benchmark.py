@@ -1,6 +1,6 @@
 """The committed benchmark: complete, reproducible by its own command, and calibrated.
 
-`benchmarks/sentiment.json` is written by `python -m minitransformer.benchmark sentiment`. The
+`benchmarks/sentiment.json` is written by `python -m experiments.benchmark sentiment`. The
 lessons and README load it, so these tests check that it still describes this code: one
 (method, seed) cell is re-run and must give the committed number, and the calibration targets
 of the course (issue 7) are checked on the mean of the three seeds.
@@ -11,8 +11,9 @@ import json
 import pytest
 import torch
 
-from minitransformer import benchmark, recipes
-from minitransformer.benchmark import ABLATIONS, METHODS, load_results, markdown_table, run_epochs, run_one, summarise
+from experiments import benchmark
+from minitransformer import recipes
+from experiments.benchmark import ABLATIONS, METHODS, load_results, markdown_table, run_epochs, run_one, summarise
 from minitransformer.training import still_rising
 
 
@@ -27,7 +28,7 @@ def test_every_method_has_three_seeds_on_the_current_recipe(results):
     recipe = results["recipe"]
     assert (recipe["epochs"], recipe["batch_size"], recipe["warmup_ratio"], recipe["schedule"], recipe.get("dropout")) == (
         recipes.EPOCHS, recipes.BATCH_SIZE, recipes.WARMUP_RATIO, recipes.SCHEDULE, recipes.DROPOUT), \
-        "the recipe changed since the benchmark ran: rerun `python -m minitransformer.benchmark sentiment`"
+        "the recipe changed since the benchmark ran: rerun `python -m experiments.benchmark sentiment`"
     assert recipe["learning_rates"] == recipes.LEARNING_RATES
     for run in results["runs"]:
         if run["method"] != "frozen":
@@ -146,8 +147,8 @@ def test_peft_methods_come_close_to_full_fine_tuning(results, method, share):
 
 
 def test_readme_findings_table_is_the_generated_one(results):
-    from minitransformer.benchmark import README, readme_with_results
+    from experiments.benchmark import README, readme_with_results
 
     text = README.read_text()
     assert readme_with_results(text, results) == text, \
-        "README's findings table is out of date: run `python -m minitransformer.benchmark readme`"
+        "README's findings table is out of date: run `python -m experiments.benchmark readme`"

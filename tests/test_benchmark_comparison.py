@@ -4,15 +4,15 @@ import json
 
 import pytest
 
-from minitransformer import benchmark_comparison as comparison
-from minitransformer.benchmark import README
+from experiments import comparison, comparison_sentiment
+from experiments.benchmark import README
 from minitransformer.training import PLATEAU_MARGIN
 
 
 @pytest.fixture(scope="module")
 def results():
     if not (comparison.RESULTS_DIR / "comparison.json").exists():
-        pytest.fail("benchmarks/comparison.json is missing: run `python -m minitransformer.benchmark comparison`")
+        pytest.fail("benchmarks/comparison.json is missing: run `python -m experiments.benchmark comparison`")
     return comparison.load_results()
 
 
@@ -54,7 +54,7 @@ def test_each_method_starts_its_seeds_when_its_own_sweep_ends(tmp_path, monkeypa
     """The command's plan, on stand-in runs: every sweep cell, then three seeds at each method's best rate (and
     prompt tuning's fixed one), with no barrier: P-tuning's seeds run before the other methods' sweeps end.
     Chapter 9's prompt-length runs only with `prompt_lengths=True`."""
-    from minitransformer.benchmark import PT_LR
+    from experiments.benchmark import PT_LR
 
     order = []
     best = {"p_tuning": 1e-3, "prefix_tuning": 3e-3, "p_tuning_v2": 1e-1}
@@ -66,7 +66,7 @@ def test_each_method_starts_its_seeds_when_its_own_sweep_ends(tmp_path, monkeypa
         return {"method": method, "seed": seed, "lr": lr, "epochs": epochs, "validation": score,
                 "on_plateau": False}
 
-    monkeypatch.setattr(comparison, "_cell", stand_in)
+    monkeypatch.setattr(comparison_sentiment, "_cell", stand_in)
     results = comparison.sentiment_soft_prompts(tmp_path, jobs=1)
     sweep = [(m, 0, lr, comparison.recipes.EPOCHS) for m, grid in comparison.SENTIMENT_SWEEP.items() for lr in grid]
     assert results["learning_rates"] == {"prompt_tuning": PT_LR, **best}
@@ -121,4 +121,4 @@ def test_one_ner_cell_reproduces_the_committed_number(results):
 
 def test_readme_comparison_table_is_the_generated_one(results):
     text = README.read_text()
-    assert comparison.readme_with_results(text, results) == text, "run `python -m minitransformer.benchmark readme`"
+    assert comparison.readme_with_results(text, results) == text, "run `python -m experiments.benchmark readme`"

@@ -1,6 +1,6 @@
 """The committed data-to-text benchmark (chapter 8): complete, consistent with the code, reproducible.
 
-`benchmarks/data_to_text.json` and `.md` are written by `python -m minitransformer.benchmark data_to_text`;
+`benchmarks/data_to_text.json` and `.md` are written by `python -m experiments.benchmark data_to_text`;
 the prefix-tuning lesson loads them. These tests check that they still describe this code: every
 cell of the grid is there with the current recipe, the learning rates are the sweep's best, the
 markdown is the one the code prints, and one cheap cell re-runs to the committed numbers.
@@ -9,7 +9,7 @@ markdown is the one the code prints, and one cheap cell re-runs to the committed
 import pytest
 import torch
 
-from minitransformer import benchmark_data_to_text as bench
+from experiments import bench_data_to_text as bench
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def results():
 
 def test_every_cell_is_there_on_the_current_recipe(results):
     assert results["recipe"] == bench.RECIPE, \
-        "the recipe changed since the benchmark ran: rerun `python -m minitransformer.benchmark data_to_text`"
+        "the recipe changed since the benchmark ran: rerun `python -m experiments.benchmark data_to_text`"
     assert results["sweep_grid"] == bench.SWEEP and results["low_data_grid"] == bench.LOW_DATA_SWEEP
     expected = bench.sweep_cells() + bench.cells_after_sweep(results["learning_rates"], results["low_data_learning_rates"])
     got = [(r["kind"], r["method"], r["seed"], r["lr"], r["num_virtual_tokens"]) for r in results["runs"]]

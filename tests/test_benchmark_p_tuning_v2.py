@@ -1,14 +1,14 @@
 """The committed P-tuning v2 benchmark (issue 12): complete, consistent with the recipe, reproducible.
 
 `benchmarks/ner_lr_sweep.json`, `ner.json` and `p_tuning_v2_extra.json` are written by
-`python -m minitransformer.benchmark ner-sweep | ner | ptv2-extra`; chapter 9 loads them.
+`python -m experiments.benchmark ner-sweep | ner | ptv2-extra`; chapter 9 loads them.
 """
 
 import pytest
 import torch
 
 from minitransformer import recipes
-from minitransformer.benchmark import (NER_METHODS, NER_PLAN, NER_SWEEP_GRID, PTV2_EXTRA_PLAN, RESULTS_DIR, _ner_recipe, load_results,
+from experiments.benchmark import (NER_METHODS, NER_PLAN, NER_SWEEP_GRID, PTV2_EXTRA_PLAN, RESULTS_DIR, _ner_recipe, load_results,
                                        ptv2_summary, ptv2_table, run_ptv2_cell)
 
 
@@ -20,7 +20,7 @@ def ner():
 def test_the_sweep_covers_its_grid_and_the_recipe_uses_its_best():
     sweep = load_results("ner_lr_sweep")
     assert sweep["recipe"] | {"learning_rates": None} == _ner_recipe() | {"learning_rates": None}, \
-        "the NER recipe changed since the sweep ran: rerun `python -m minitransformer.benchmark ner-sweep`"
+        "the NER recipe changed since the sweep ran: rerun `python -m experiments.benchmark ner-sweep`"
     assert [(r["method"], r["lr"]) for r in sweep["runs"]] == [(m, lr) for m, lrs in NER_SWEEP_GRID.items() for lr in lrs]
     for method in NER_SWEEP_GRID:
         best = max((r for r in sweep["runs"] if r["method"] == method), key=lambda r: r["validation"])
@@ -29,7 +29,7 @@ def test_the_sweep_covers_its_grid_and_the_recipe_uses_its_best():
 
 
 def test_ner_has_every_planned_cell_on_the_current_recipe(ner):
-    assert ner["recipe"] == _ner_recipe(), "the NER recipe changed: rerun `python -m minitransformer.benchmark ner`"
+    assert ner["recipe"] == _ner_recipe(), "the NER recipe changed: rerun `python -m experiments.benchmark ner`"
     planned = [(b, m, s) for b, methods, seeds in NER_PLAN for m in methods for s in seeds]
     assert [(r["backbone"], r["method"], r["seed"]) for r in ner["runs"]] == planned
     for run in ner["runs"]:
@@ -40,7 +40,7 @@ def test_ner_has_every_planned_cell_on_the_current_recipe(ner):
 
 def test_extra_runs_cover_the_plan():
     if not (RESULTS_DIR / "p_tuning_v2_extra.json").exists():
-        pytest.skip("prompt-length runs not committed yet: run `python -m minitransformer.benchmark ptv2-extra`")
+        pytest.skip("prompt-length runs not committed yet: run `python -m experiments.benchmark ptv2-extra`")
     extra = load_results("p_tuning_v2_extra")
     planned = {(task, method, n) for task, method, lengths in PTV2_EXTRA_PLAN for n in lengths}
     assert {(r["task"], r["method"], r["num_virtual_tokens"]) for r in extra["runs"]} == planned

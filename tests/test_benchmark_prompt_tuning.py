@@ -1,7 +1,7 @@
 """The committed prompt-tuning results (chapter 6): complete, on the current recipe, and reproducible.
 
 `benchmarks/prompt_tuning_sweep.json` and `benchmarks/prompt_tuning.json` (with their trained prompts) are
-written by `python -m minitransformer.benchmark prompt_tuning_sweep` and `... prompt_tuning`. The lesson loads
+written by `python -m experiments.benchmark prompt_tuning_sweep` and `... prompt_tuning`. The lesson loads
 them, so these tests check that they still describe this code and recipe.
 """
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from minitransformer import recipes
-from minitransformer.benchmark import (PT_EPOCHS, PT_LADDER, PT_LR, PT_RUNS, PT_SWEEP, PT_VERBALIZER, _pt_recipe,
+from experiments.benchmark import (PT_EPOCHS, PT_LADDER, PT_LR, PT_RUNS, PT_SWEEP, PT_VERBALIZER, _pt_recipe,
                                        load_prompts, load_results, prompt_tuning_sweep_table, pt_sweep_best, prompt_tuning_table,
                                        run_prompt_tuning)
 from minitransformer.checkpoint import load_pretrained, model_card
@@ -30,7 +30,7 @@ def sweep():
 
 def test_every_run_is_committed_on_the_current_recipe(results):
     assert [r["name"] for r in results["runs"]] == list(PT_RUNS), \
-        "the runs changed: rerun `python -m minitransformer.benchmark prompt_tuning`"
+        "the runs changed: rerun `python -m experiments.benchmark prompt_tuning`"
     assert results["recipe"] == _pt_recipe(), "the recipe changed since the benchmark ran: rerun it"
     for r in results["runs"]:
         spec = PT_RUNS[r["name"]]

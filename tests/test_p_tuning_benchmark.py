@@ -1,6 +1,6 @@
 """Chapter 7's committed P-tuning results: complete, consistent with this code, and reproducible.
 
-`benchmarks/p_tuning.json` is written by `python -m minitransformer.benchmark p_tuning` and
+`benchmarks/p_tuning.json` is written by `python -m experiments.benchmark p_tuning` and
 `benchmarks/p_tuning_lr_sweep.json` by `... p_tuning_sweep`; the lesson loads both. These tests
 check that every (backbone, configuration, seed) cell is there, that the summary and table are
 computed from the runs, that the runs used the current checkpoints and learning rates, and they
@@ -10,7 +10,7 @@ re-run the cheapest piece (the hand-written prompts, deterministic) against the 
 import pytest
 import torch
 
-from minitransformer.benchmark import (P_TUNING_CONFIGS, P_TUNING_SWEEP_GRID, load_results, p_tuning_discrete,
+from experiments.benchmark import (P_TUNING_CONFIGS, P_TUNING_SWEEP_GRID, load_results, p_tuning_discrete,
                                        p_tuning_summary, p_tuning_table)
 from minitransformer.checkpoint import model_card
 
@@ -22,7 +22,7 @@ def results():
 
 def test_every_cell_has_three_seeds_and_trained(results):
     backbones = sorted({r["backbone"] for r in results["runs"]})
-    assert "gpt" in backbones, "the GPT rows are missing: run `python -m minitransformer.benchmark p_tuning`"
+    assert "gpt" in backbones, "the GPT rows are missing: run `python -m experiments.benchmark p_tuning`"
     cells = {(r["backbone"], r["config"], r["seed"]) for r in results["runs"]}
     assert cells == {(b, c, s) for b in backbones for c in P_TUNING_CONFIGS for s in (0, 1, 2)}
     assert set(results["discrete"]) >= set(backbones)

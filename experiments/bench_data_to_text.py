@@ -1,4 +1,4 @@
-"""Data-to-text benchmark (chapter 8, prefix tuning): `python -m minitransformer.benchmark data_to_text`.
+"""Data-to-text benchmark (chapter 8, prefix tuning): `python -m experiments.benchmark data_to_text`.
 
 Full fine-tuning, LoRA and prefix tuning (with its ablations) on the E2E-style task, with the
 same data, order, schedule and budget. One command runs, in this order (about 15 CPU-minutes):
@@ -33,9 +33,9 @@ from typing import Optional
 
 import torch
 
-from .recipes import DROPOUT, fresh_backbone
-from .data_to_text import data_to_text_loader, evaluate_lm_loss, generate_with, score_texts
-from .training import count_parameters, majority_share, progress_bar, set_seed, train, training_state_memory
+from minitransformer.recipes import DROPOUT, fresh_backbone
+from minitransformer.data_to_text import data_to_text_loader, evaluate_lm_loss, generate_with, score_texts
+from minitransformer.training import count_parameters, majority_share, progress_bar, train, training_state_memory
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 NAME = "data_to_text"
@@ -108,7 +108,7 @@ def stored_parameters(model) -> int:
 def run_one(kind: str, method: str, seed: int, lr: float, num_virtual_tokens: int = RECIPE["num_virtual_tokens"],
             progress: bool = False, task=None) -> dict:
     """One training run, scored on validation (and on test, except for the sweep), as a JSON-able dict."""
-    from .world import load_task
+    from minitransformer.world import load_task
 
     task = task or load_task("data_to_text")
     low = kind in ("low_data", "low_data_sweep")
@@ -260,7 +260,7 @@ def markdown_table(results: dict) -> str:
 def load_results(directory: Path = RESULTS_DIR) -> dict:
     path = Path(directory) / f"{NAME}.json"
     if not path.exists():
-        raise FileNotFoundError(f"No benchmark results at {path}; run `python -m minitransformer.benchmark {NAME}`.")
+        raise FileNotFoundError(f"No benchmark results at {path}; run `python -m experiments.benchmark {NAME}`.")
     return json.loads(path.read_text())
 
 
@@ -292,7 +292,7 @@ def _committed_cells(out: Path, threads: int) -> dict[tuple, dict]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m minitransformer.benchmark {NAME}", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=f"python -m experiments.benchmark {NAME}", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--threads", type=int, default=1, help="torch threads; results are reproducible per count")
     parser.add_argument("--table", action="store_true", help="only rewrite the markdown from the committed JSON")
@@ -303,7 +303,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(markdown_table(results))
         return 0
     torch.set_num_threads(args.threads)
-    from .world import load_task
+    from minitransformer.world import load_task
 
     task = load_task("data_to_text")
     started = time.perf_counter()

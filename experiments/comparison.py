@@ -1,0 +1,264 @@
+"""Chapter 10's benchmark: every method of the course on every task it applies to, in one table.
+
+    python -m experiments.benchmark comparison             # the missing runs, the costs, the table
+    python -m experiments.benchmark comparison --table     # only rebuild the table from committed files
+
+Scores come from the chapters' own benchmarks, which hold every (method, seed) cell on their task:
+
+    sentiment       benchmarks/sentiment.json (full FT, frozen probe, LoRA, BitFit, adapters; `benchmark sentiment`)
+                    + benchmarks/comparison_sentiment.json (the soft-prompt methods, run by this command)
+    NER             benchmarks/ner.json (every method, BERT backbone; `benchmark ner`)
+    data-to-text    benchmarks/data_to_text.json (`benchmark data_to_text`)
+    knowledge probe benchmarks/p_tuning.json (`benchmark p_tuning`)
+
+This command runs what only the comparison needs: the soft-prompt methods on sentiment (their own
+learning-rate sweep on seed 0, then seeds 1 and 2 at the best rate), and the cost of every method,
+measured on the real tensors: trainable parameters, training-state memory, training step time and
+inference latency (ratios to full fine-tuning and to the base model, measured in the same process),
+and the size of the file a task needs. It writes `benchmarks/comparison.{json,md}`; chapter 10 loads
+them and `tests/test_benchmark_comparison.py` re-runs one cell.
+"""
+
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from minitransformer import recipes
+from minitransformer.training import evaluate_accuracy, progress_bar
+
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+SEEDS = (0, 1, 2)
+from experiments.comparison_costs import *  # noqa: F401,F403 - chapter 10's names, in one place
+from experiments.comparison_sentiment import *  # noqa: F401,F403
+from experiments.comparison_costs import LABELS, METHODS, TASKS, applies, measure_all_costs
+from experiments.comparison_sentiment import _key, _sentiment_recipe, sentiment_soft_prompts  # noqa: F401
+
+
+# ----------------------------------------------------------------------------- scores, from the chapters' benchmarks
+SCORE_SPLIT = {"sentiment": "validation", "ner": "validation", "data_to_text": "validation", "probe": "test"}
+
+
+def _load(name: str, directory: Path) -> dict:
+    path = Path(directory) / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"No benchmark results at {path}: run `python -m experiments.benchmark "
+                                f"{name.replace('comparison_sentiment', 'comparison')}` first.")
+    return json.loads(path.read_text())
+
+
+def _score(run: dict, score: float) -> dict:
+    from minitransformer.training import still_rising
+
+    return {"seed": run["seed"], "score": score, "on_plateau": run["on_plateau"],
+            "rising": bool(run.get("curve")) and still_rising(run["curve"])}
+
+
+def task_scores(task: str, method: str, directory: Path = RESULTS_DIR) -> list[dict]:
+    """The committed runs of `method` on `task` at its chosen learning rate: [{"seed", "score", "on_plateau"}]."""
+    base = "lora" if method == "lora_merged" else method  # merging changes no prediction (asserted in chapter 3)
+    if task == "sentiment":
+        if base in SENTIMENT_RUNNERS:
+            results = _load("comparison_sentiment", directory)
+            runs = [r for r in results["runs"] if r["method"] == base and r["lr"] == results["learning_rates"][base]
+                    and r["epochs"] == SOFT_PROMPT_EPOCHS]
+        else:
+            runs = [r for r in _load("sentiment", directory)["runs"] if r["method"] == base]
+        return [_score(r, r["validation"]) for r in runs]
+    if task == "ner":
+        runs = [r for r in _load("ner", directory)["runs"] if r["backbone"] == "bert" and r["method"] == NER_NAMES[base]]
+        return [_score(r, r["validation"]) for r in runs]
+    if task == "data_to_text":
+        from experiments.bench_data_to_text import seed_runs
+
+        runs = seed_runs(_load("data_to_text", directory), D2T_NAMES[base])
+        # The curve is the validation loss (lower is better): chapter 8 checks its convergence, not still_rising.
+        return [{"seed": r["seed"], "score": r["validation"]["bleu"], "on_plateau": False, "rising": False}
+                for r in runs]
+    if task == "probe":
+        results = _load("p_tuning", directory)
+        if base == "frozen":  # zero-shot: the best hand-written prompt per relation (picked on validation)
+            return [{"seed": None, "score": results["discrete"]["gpt"]["best_test"], "on_plateau": False,
+                     "rising": False}]
+        runs = [r for r in results["runs"] if r["backbone"] == "gpt" and r["config"] == PROBE_NAMES[base]]
+        return [_score(r, r["test"]) for r in runs]
+    raise ValueError(f"Unknown task {task!r}; choose from {TASKS}.")
+
+
+def summarise(task: str, method: str, directory: Path = RESULTS_DIR) -> dict:
+    runs = task_scores(task, method, directory)
+    scores = [r["score"] for r in runs]
+    return {"n": len(scores), "seeds": [r["seed"] for r in runs], "scores": scores, "mean": statistics.fmean(scores),
+            "sd": statistics.stdev(scores) if len(scores) > 1 else 0.0, "any_plateau": any(r["on_plateau"] for r in runs),
+            "rising_seeds": sum(r["rising"] for r in runs)}
+
+
+def comparison_rows(costs: list[dict], directory: Path = RESULTS_DIR) -> list[dict]:
+    """One row per (task, method): scores (mean ± sd over seeds, ÷ full FT) joined with the measured costs."""
+    rows = []
+    by_cell = {(c["task"], c["method"]): c for c in costs}
+    for task in TASKS:
+        full = by_cell.get((task, "full"))
+        full_score = summarise(task, "full", directory)["mean"] if applies(task, "full") else None
+        for method in METHODS:
+            if not applies(task, method):
+                continue
+            cost, score = by_cell[(task, method)], summarise(task, method, directory)
+            row = {"task": task, "method": method, "label": LABELS[method], **score, **cost,
+                   "share": cost["trainable"] / cost["backbone_total"],
+                   "vs_full": score["mean"] / full_score if full_score else None,
+                   "step_vs_full": (cost["step_seconds"] / full["step_seconds"]
+                                    if full and cost["step_seconds"] is not None else None)}
+            rows.append(row)  # the latency ratios come with the costs (measure_costs: latency_b1_vs_base, ...)
+    return rows
+
+
+def markdown_table(results: dict) -> str:
+    """Every method on every task it applies to: one table per task, printed by code from the results."""
+    from minitransformer.training import format_bytes
+
+    lines = ["Every method on every task it applies to. Score: mean ± sd over seeds (validation; the probe: test, "
+             "as in chapter 7), from the chapters' benchmarks; 'still rising': seeds whose validation curve still "
+             f"rose at the end (training.still_rising). On sentiment the soft prompts train {SOFT_PROMPT_EPOCHS} "
+             f"epochs, " + ", ".join(f"{m} {e}" for m, e in recipes.METHOD_EPOCHS.items())
+             + f", the other methods {recipes.EPOCHS}. Costs measured by `python -m experiments.benchmark "
+             f"comparison` on one CPU thread ({results['machine']}): training-state memory = parameters + gradients + "
+             "AdamW state; step time ÷ full fine-tuning's; forward-pass latency ÷ the base model's; the file a task "
+             "needs (safetensors).", ""]
+    for task in TASKS:
+        lines += [f"### {TASK_LABELS[task]}", "",
+                  "| method | trainable | score | ÷ full FT | training memory | step ÷ full | latency b1 ÷ base | "
+                  "latency b32 ÷ base | file |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in (r for r in results["rows"] if r["task"] == task):
+            score = f"{r['mean']:.3f} ± {r['sd']:.3f}" if task != "data_to_text" else f"{r['mean']:.1f} ± {r['sd']:.1f}"
+            score += f" (n={r['n']})" + (" plateau!" if r["any_plateau"] else "") + (
+                f", {r['rising_seeds']} still rising" if r["rising_seeds"] else "")
+            ratio = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+            lines.append(f"| {r['label']} | {r['trainable']:,} ({100 * r['share']:.2f}%) | {score} | "
+                         f"{ratio(r['vs_full'])} | {format_bytes(r['memory']['total'])} | {ratio(r['step_vs_full'])} | "
+                         f"{r['latency_b1_vs_base']:.2f} | {r['latency_b32_vs_base']:.2f} | "
+                         f"{format_bytes(r['file_bytes'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def load_results(directory: Path = RESULTS_DIR) -> dict:
+    return _load("comparison", directory)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    import platform
+
+    parser = argparse.ArgumentParser(prog="python -m experiments.benchmark comparison",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--jobs", type=int, default=2, help="training runs in parallel (one process each)")
+    parser.add_argument("--table", action="store_true", help="only rebuild the table from the committed results")
+    parser.add_argument("--prompt-lengths", action="store_true",
+                        help="also run chapter 9's P-tuning v2 prompt lengths on sentiment (P=4 and 32, seed 0, "
+                             "2 runs of about 2 CPU-minutes); the comparison's table does not use them")
+    parser.add_argument("--min-run-time", type=float, default=0.03,
+                        help=f"seconds per timing (torch.utils.benchmark), repeated over {ROUNDS} rounds")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    if args.table:
+        results = load_results(args.out)
+    else:
+        short = sum(map(len, SENTIMENT_SWEEP.values())) + (len(EXTRA_RUNNERS) if args.prompt_lengths else 0)
+        long = len(SENTIMENT_RUNNERS) * len(SEEDS) - 1  # prompt tuning's seed 0 is chapter 6's committed run
+        # CPU-minutes per run on an idle 2-core laptop (the committed runs' "seconds"): ~2 at 20 epochs, ~6 at 60,
+        # ~8 for prompt tuning's 60; the costs of every (task, method) take ~4 minutes more.
+        minutes = (2 * short + 6 * (long - 2) + 8 * 2) / max(1, min(args.jobs, 2)) + 4
+        print(f"Soft prompts on sentiment: {short} runs of {recipes.EPOCHS} epochs and {long} of {SOFT_PROMPT_EPOCHS}, "
+              f"{args.jobs} at a time, then the costs of every (task, method): about {minutes:.0f} min from scratch on "
+              f"2 cores; the cells already in {args.out}/ are kept.")
+        sentiment_soft_prompts(args.out, jobs=args.jobs, prompt_lengths=args.prompt_lengths)
+        torch.set_num_threads(1)
+        results = {"machine": f"{platform.machine()}, {torch.get_num_threads()} thread, torch {torch.__version__}",
+                   "min_run_time": args.min_run_time, "costs": measure_all_costs(min_run_time=args.min_run_time)}
+    results["rows"] = comparison_rows(results["costs"], args.out)
+    if not args.table:
+        results["seconds"] = round(time.perf_counter() - started)
+    table = markdown_table(results)
+    for suffix, text in ((".json", json.dumps(results, indent=1) + "\n"), (".md", table)):
+        (args.out / f"comparison{suffix}").write_text(text)
+    print(table)
+    return 0
+
+
+# ----------------------------------------------------------------------------- the lesson's live re-run
+def _ner_cell(args: tuple) -> float:
+    from experiments.bench_ner import run_ptv2_cell
+
+    method, seed = args
+    torch.set_num_threads(1)  # the benchmark's thread count: the same numbers on the same machine
+    return run_ptv2_cell("ner", "bert", NER_NAMES[method], seed, progress=False)["validation"]
+
+
+def rerun_ner(seed: int = 0, jobs: int = 2, methods: Optional[list[str]] = None) -> dict[str, float]:
+    """Seed `seed` of every method on NER, `jobs` runs at a time (one process and one thread each), as
+    `benchmark ner` runs them: {method: validation entity F1}."""
+    methods = [m for m in (methods or METHODS) if m in NER_NAMES]
+    try:  # the longest runs first (by their committed time), so that the processes finish together
+        seconds = {r["method"]: r["seconds"] for r in _load("ner", RESULTS_DIR)["runs"] if r["backbone"] == "bert"}
+        order = sorted(methods, key=lambda m: -seconds.get(NER_NAMES[m], 0.0))
+    except FileNotFoundError:
+        order = methods
+    with progress_bar(total=len(methods), desc=f"NER, seed {seed}, every method", unit="run") as bar:
+        if jobs == 1:
+            scores = {}
+            for m in methods:
+                scores[m] = _ner_cell((m, seed))
+                bar.update(1)
+            return scores
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_ner_cell, (m, seed)): m for m in order}
+            scores = {}
+            for future in as_completed(futures):
+                scores[futures[future]] = future.result()
+                bar.update(1)
+            return {m: scores[m] for m in methods}
+
+
+# ----------------------------------------------------------------------------- README
+README_START, README_END = "<!-- benchmark:comparison -->", "<!-- /benchmark:comparison -->"
+
+
+def summary_table(results: dict) -> str:
+    """Methods x tasks: score ÷ full fine-tuning (the probe: its accuracy), the trainable share on sentiment, and
+    the costs that decide deployment, printed by code for README."""
+    from minitransformer.training import format_bytes
+
+    cell = {(r["task"], r["method"]): r for r in results["rows"]}
+    head = ["method", "trainable (sentiment)", *(f"{t} ÷ full FT" for t in TASKS[:3]), "probe accuracy",
+            "training memory", "latency b1 ÷ base", "file"]
+    lines = ["Score ÷ full fine-tuning per task (mean over 3 seeds; the probe, which no method that changes the "
+             "backbone applies to, shows its test accuracy), and the costs on the sentiment task, from "
+             "`benchmarks/comparison.json` (`python -m experiments.benchmark comparison`; chapter 10).", "",
+             "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for method in METHODS:
+        s = cell[("sentiment", method)]
+        scores = [f"{cell[(t, method)]['vs_full']:.2f}" if (t, method) in cell else "-" for t in TASKS[:3]]
+        probe = f"{cell[('probe', method)]['mean']:.3f}" if ("probe", method) in cell else "-"
+        lines.append(f"| {s['label']} | {100 * s['share']:.2f}% | " + " | ".join(scores) + f" | {probe} | "
+                     f"{format_bytes(s['memory']['total'])} | {s['latency_b1_vs_base']:.2f} | "
+                     f"{format_bytes(s['file_bytes'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_with_results(readme_text: str, results: dict) -> str:
+    from experiments.results_io import fill_readme_section
+
+    return fill_readme_section(readme_text, README_START, README_END, summary_table(results))

@@ -1,0 +1,236 @@
+"""Chapter 10's costs, measured on the real tensors: parameters, memory, step time, latency and file size."""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from minitransformer import recipes
+from minitransformer.training import progress_bar
+
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+SEEDS = (0, 1, 2)
+
+# ----------------------------------------------------------------------------- costs, measured on the real tensors
+# The methods of the table, in the order of the course, and what each one is on each task (None: does not apply).
+METHODS = ("full", "frozen", "bitfit", "adapters", "lora", "lora_merged", "prompt_tuning", "p_tuning", "prefix_tuning",
+           "p_tuning_v2")
+LABELS = {"full": "full fine-tuning", "frozen": "frozen + head", "bitfit": "BitFit", "adapters": "adapters m=8",
+          "lora": "LoRA r=8", "lora_merged": "LoRA r=8, merged", "prompt_tuning": "prompt tuning",
+          "p_tuning": "P-tuning", "prefix_tuning": "prefix tuning", "p_tuning_v2": "P-tuning v2"}
+TASKS = ("sentiment", "ner", "data_to_text", "probe")
+TASK_LABELS = {"sentiment": "sentiment (GPT, accuracy)", "ner": "NER (BERT, entity F1)",
+               "data_to_text": "data-to-text (GPT, BLEU)", "probe": "knowledge probe (GPT, accuracy)"}
+# Each task's key of each method in its chapter's benchmark file.
+NER_NAMES = {"full": "full", "frozen": "frozen", "bitfit": "bitfit", "adapters": "adapters", "lora": "lora",
+             "prompt_tuning": "prompt_tuning", "p_tuning": "p_tuning", "prefix_tuning": "p_tuning_v2_mlp",
+             "p_tuning_v2": "p_tuning_v2"}
+D2T_NAMES = {"full": "full", "bitfit": "bitfit", "adapters": "adapters", "lora": "lora", "prompt_tuning": "prompt",
+             "prefix_tuning": "prefix", "p_tuning_v2": "prefix_no_mlp"}
+PROBE_NAMES = {"frozen": None, "prompt_tuning": "NONE", "p_tuning": "LSTM"}  # frozen: the best hand-written prompt
+
+
+def applies(task: str, method: str) -> bool:
+    base = "lora" if method == "lora_merged" else method
+    return base in {"sentiment": METHODS, "ner": NER_NAMES, "data_to_text": D2T_NAMES, "probe": PROBE_NAMES}[task]
+
+
+def sentiment_adapter(method: str) -> Callable:
+    """The function that turns a fresh sentiment classifier (recipes.fresh_classifier) into `method`'s model, as
+    its chapter does: in place for the methods that keep the classifier, or around its backbone for the
+    verbaliser methods (prompt tuning, P-tuning), which read the frozen LM head instead of a new one."""
+    from experiments.bench_prompt_tuning import PT_RUNS, prompt_tuning_config
+    from experiments.methods import METHODS as SENTIMENT_METHODS, NER_METHODS
+    from minitransformer import load_pretrained
+
+    base = "lora" if method == "lora_merged" else method
+    if base == "full":
+        return lambda model: model
+    if base == "frozen":
+        return _head_only
+    if base in ("bitfit", "adapters", "lora"):
+        return SENTIMENT_METHODS[base].prepare
+    if base in ("prefix_tuning", "p_tuning_v2"):
+        return NER_METHODS[{"prefix_tuning": "p_tuning_v2_mlp", "p_tuning_v2": "p_tuning_v2"}[base]].prepare
+    _, tokenizer = load_pretrained(recipes.BACKBONE)
+    if base == "prompt_tuning":
+        from solutions.prompt_tuning import PromptTuningClassifier
+
+        return lambda model: PromptTuningClassifier(model.backbone, tokenizer,
+                                                    prompt_tuning_config(PT_RUNS["gpt_text_3x_epochs"]))
+    if base == "p_tuning":
+        from solutions.p_tuning import ANSWER_SLOT, INPUT_SLOT, SENTIMENT_VERBALIZER, PromptEncoderConfig, PTuningModel
+
+        config = PromptEncoderConfig(template=[3, INPUT_SLOT, 3, ANSWER_SLOT], encoder_reparameterization_type="LSTM")
+        return lambda model: PTuningModel(model.backbone, tokenizer, config, SENTIMENT_VERBALIZER)
+    raise ValueError(f"Unknown method {method!r}; choose from {METHODS}.")
+
+
+@functools.lru_cache(maxsize=None)
+def _setup(task: str, seed: int):
+    """The task's loaders (tokenised once per process: `measure_costs` builds every method on them)."""
+    return recipes.sentiment_setup(seed=seed) if task == "sentiment" else recipes.ner_setup("bert", seed=seed)
+
+
+def build(task: str, method: str, seed: int = 0):
+    """(the model `method` trains on `task`, a training batch of 32, the task's base model) on fresh weights."""
+    from experiments.methods import NER_METHODS
+    from minitransformer.world import load_task
+
+    base = "lora" if method == "lora_merged" else method
+    if task == "sentiment":
+        setup = _setup(task, seed)
+        batch = next(iter(setup.train_loader))
+        reference = recipes.fresh_classifier(seed=seed)
+        model = sentiment_adapter(method)(recipes.fresh_classifier(seed=seed))
+        if base == "p_tuning":  # its own loader: the template around the review
+            from solutions.p_tuning import cloze_loader
+
+            train = load_task("sentiment").train[:32]
+            batch = next(iter(cloze_loader(train, setup.tokenizer, "text", [ex["label"] for ex in train],
+                                           batch_size=32)))
+    elif task == "ner":
+        setup = _setup(task, seed)
+        batch, reference = next(iter(setup.train_loader)), recipes.fresh_tagger(setup, seed=seed)
+        model = NER_METHODS[NER_NAMES[base]].prepare(recipes.fresh_tagger(setup, seed=seed))
+    elif task == "data_to_text":
+        from experiments.bench_data_to_text import RECIPE, build as build_d2t
+        from minitransformer.data_to_text import data_to_text_loader
+
+        backbone, tokenizer = recipes.fresh_backbone(RECIPE["backbone"], seed)
+        model = build_d2t(D2T_NAMES[base], backbone)
+        reference, _ = recipes.fresh_backbone(RECIPE["backbone"], seed)
+        batch = next(iter(data_to_text_loader(load_task("data_to_text").train[:32], tokenizer, batch_size=32,
+                                              max_len=RECIPE["max_len"])))
+    elif task == "probe":
+        from solutions.p_tuning import (DISCRETE_PROMPTS, PromptEncoderConfig, PTuningModel, discrete_template,
+                                        probe_config, probe_loader, probe_splits)
+
+        backbone, tokenizer = recipes.fresh_backbone(seed=seed)
+        relation = next(iter(DISCRETE_PROMPTS))
+        splits, candidates = probe_splits(load_task("probing"), relation)
+        batch = next(iter(probe_loader(splits[0], tokenizer, candidates, batch_size=32)))
+        discrete = PromptEncoderConfig(num_virtual_tokens=0, encoder_reparameterization_type="NONE",
+                                       template=discrete_template(DISCRETE_PROMPTS[relation][0], "gpt"))
+        reference = PTuningModel(backbone, tokenizer, discrete, candidates)
+        model = reference if base == "frozen" else PTuningModel(
+            recipes.fresh_backbone(seed=seed)[0], tokenizer, probe_config(PROBE_NAMES[base], False, "gpt", relation),
+            candidates)
+    else:
+        raise ValueError(f"Unknown task {task!r}; choose from {TASKS}.")
+    return model, batch, reference
+
+
+def _head_only(model):
+    model.requires_grad_(False)
+    model.head.requires_grad_(True)
+    return model
+
+
+def stored_tensors(model, method: str) -> dict[str, torch.Tensor]:
+    """What one task needs on disk after training: every weight for full fine-tuning; otherwise the trainable
+    tensors, after the chapters' exports (P-tuning drops its encoder, prefix tuning its MLP)."""
+    from solutions.p_tuning_v2 import DeepPrompt, InputPrompt
+    from solutions.prefix_tuning import PrefixTuningModel, drop_prefix_mlp
+
+    from minitransformer.peft import trainable_state_dict
+
+    if method == "full":
+        return {n: p.detach().contiguous() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        if hasattr(model, "export_prompt") and getattr(model, "prompt_encoder", None) is not None:
+            model.export_prompt()
+        if isinstance(model, PrefixTuningModel):
+            drop_prefix_mlp(model)
+        tensors = trainable_state_dict(model)
+        for name, module in model.named_modules():
+            reparameterised = (isinstance(module, DeepPrompt) and module.transform is not None) or (
+                isinstance(module, InputPrompt) and (module.lstm is not None or module.mlp is not None))
+            if reparameterised:  # the encoder's output, computed once: (P, L*2*d) or (P, d)
+                tensors = {k: v for k, v in tensors.items() if not k.startswith(name + ".")}
+                prompt = module(1)
+                flat = torch.cat([t.reshape(-1) for pair in prompt for t in pair]) if isinstance(prompt, tuple) \
+                    else prompt.reshape(-1)
+                tensors[f"{name}.prompt"] = flat.detach().contiguous()
+    return tensors
+
+
+def file_bytes(tensors: dict[str, torch.Tensor]) -> int:
+    """Size of the safetensors file holding `tensors`."""
+    from safetensors.torch import save_file
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "task.safetensors"
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+        return path.stat().st_size
+
+
+ROUNDS = 10  # timing rounds per measurement (the interleaved rounds of training.compare_latency)
+
+
+def _rows(batch: dict, n: int) -> dict:
+    return {k: v[:n] for k, v in batch.items()}
+
+
+def measure_costs(task: str, method: str, min_run_time: float = 0.03, seed: int = 0, timings: bool = True) -> dict:
+    """Trainable parameters, training-state memory, seconds per training step, and the forward pass (batch 1 and
+    32) timed against the task's base model; then the size of the task's file. Every clock reading is a short
+    measurement of `min_run_time` seconds, repeated over ROUNDS. `timings=False` skips the clocks and keeps the
+    exact measurements (counts and bytes)."""
+    from solutions.lora import merge_lora
+
+    from minitransformer.training import compare_latency, count_parameters, measure_latency, training_state_memory
+
+    torch.manual_seed(seed)
+    model, batch, reference = build(task, method, seed)
+    trainable, total = count_parameters(model)
+    backbone_total = total if method == "full" else total - trainable
+    out = {"task": task, "method": method, "trainable": trainable, "total": total, "backbone_total": backbone_total}
+    if trainable:
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=1e-6)
+        model.train()
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            model(**batch).loss.backward()
+            optimizer.step()
+
+        step()
+        out["memory"] = training_state_memory(model, optimizer)
+        out["step_seconds"] = min(measure_latency(step, min_run_time, num_threads=1)
+                                  for _ in range(ROUNDS)) if timings else None
+        optimizer.zero_grad(set_to_none=True)
+        del optimizer
+    else:  # nothing trains (the probe's hand-written prompt): only the frozen weights
+        out["memory"] = training_state_memory(model, torch.optim.AdamW([torch.zeros(1, requires_grad=True)]))
+        out["memory"]["optimizer_state"] = 0
+        out["memory"]["total"] = out["memory"]["parameters"]
+        out["step_seconds"] = None
+    model.eval()
+    tensors = stored_tensors(model, method)
+    out["stored_parameters"] = sum(t.numel() for t in tensors.values())
+    out["file_bytes"] = file_bytes(tensors)
+    if method == "lora_merged":
+        merge_lora(model)
+    inputs = {k: v for k, v in batch.items() if k != "labels" or task == "probe" or method in ("p_tuning",)}
+    reference.eval()
+    with torch.no_grad():
+        for n in ((1, 32) if timings else ()):
+            # In turns with the base model; the median of the within-round ratios (training.compare_latency).
+            latency = compare_latency({"base_": lambda: reference(**_rows(inputs, n)),
+                                       "": lambda: model(**_rows(inputs, n))}, rounds=ROUNDS, min_run_time=min_run_time)
+            for name, seconds in latency.seconds.items():
+                out[f"{name}latency_b{n}"] = seconds
+            out[f"latency_b{n}_vs_base"] = latency.ratio[""]
+    return out
+
+
+def measure_all_costs(tasks=TASKS, min_run_time: float = 0.03, progress: bool = True) -> list[dict]:
+    cells = [(t, m) for t in tasks for m in METHODS if applies(t, m)]
+    return [measure_costs(t, m, min_run_time) for t, m in progress_bar(cells, desc="costs", unit="cell", disable=not progress)]
+

@@ -1,0 +1,112 @@
+"""The methods the benchmarks run, declared once: each as a `prepare(model) -> model` that chooses what trains.
+
+A method is applied with the configuration its chapter teaches, from the reference solutions
+(`solutions/`, generated from the lessons). `METHODS` are the sentiment benchmark's main configurations,
+`ABLATIONS` the chapters' variants, `NER_METHODS` the sequence-labelling runs (chapters 9-10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+
+from minitransformer import recipes
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str  # the key in the results
+    label: str  # what the tables print
+    prepare: Optional[Callable] = None  # model -> model, choosing what trains; None for the frozen probe
+    family: str = ""  # the LEARNING_RATES key (default: name)
+    backbone: str = recipes.BACKBONE  # the pretrained checkpoint it adapts
+
+    @property
+    def lr_key(self) -> str:
+        return self.family or self.name
+
+
+def _lora(r: int = 8, targets: tuple = ("q_proj", "v_proj")):
+    def prepare(model):
+        from solutions.lora import LoraConfig, inject_lora
+
+        return inject_lora(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=list(targets)), verbose=False)
+
+    return prepare
+
+
+def _bitfit(subsets: tuple = ("all",)):
+    def prepare(model):
+        from solutions.bitfit import apply_bitfit
+
+        return apply_bitfit(model, list(subsets), verbose=False)
+
+    return prepare
+
+
+def _adapters(bottleneck_size: int = 8):
+    def prepare(model):
+        from solutions.adapters import AdapterConfig, inject_adapters
+
+        return inject_adapters(model, AdapterConfig(bottleneck_size=bottleneck_size), verbose=False)
+
+    return prepare
+
+
+# The main configuration of every method: the chapters' headline runs.
+METHODS = {m.name: m for m in [
+    Method("full", "full fine-tuning", lambda model: model),
+    Method("frozen", "frozen probe"),
+    Method("lora", "LoRA q,v r=8", _lora()),
+    Method("bitfit", "BitFit (all biases)", _bitfit()),
+    Method("adapters", "adapters m=8", _adapters()),
+]}
+
+# The chapters' ablations, at their family's learning rate (seed 0).
+ABLATIONS = {m.name: m for m in [
+    Method("lora_r1", "LoRA q,v r=1", _lora(1), "lora"),
+    Method("lora_r4", "LoRA q,v r=4", _lora(4), "lora"),
+    Method("lora_r16", "LoRA q,v r=16", _lora(16), "lora"),
+    Method("lora_q_r8", "LoRA q r=8", _lora(8, ("q_proj",)), "lora"),
+    Method("lora_qkvo_r2", "LoRA q,k,v,o r=2", _lora(2, ("q_proj", "k_proj", "v_proj", "out_proj")), "lora"),
+    Method("bitfit_qi", "BitFit query+intermediate", _bitfit(("query", "intermediate")), "bitfit"),
+    Method("adapters_m2", "adapters m=2", _adapters(2), "adapters"),
+    Method("adapters_m32", "adapters m=32", _adapters(32), "adapters"),
+    Method("full_bert", "full fine-tuning, BERT-mode backbone", lambda model: model, "full", backbone="bert"),
+]}
+ALL_METHODS = {**METHODS, **ABLATIONS}
+
+
+def _ptv2(**kwargs):
+    def prepare(model):
+        from solutions.p_tuning_v2 import PTuningV2Config, inject_p_tuning_v2
+
+        return inject_p_tuning_v2(model, PTuningV2Config(**kwargs), verbose=False)
+
+    return prepare
+
+
+def _frozen_head(model):
+    model.requires_grad_(False)
+    model.head.requires_grad_(True)
+    return model
+
+
+PTV2_LENGTH = 16  # the chapter's default num_virtual_tokens
+NER_METHODS = {m.name: m for m in [
+    Method("full", "full fine-tuning", lambda model: model),
+    Method("frozen", "frozen + head", _frozen_head),
+    Method("p_tuning_v2", "P-tuning v2 (deep prompts)", _ptv2(num_virtual_tokens=PTV2_LENGTH)),
+    Method("p_tuning_v2_mlp", "P-tuning v2 + MLP reparam.",
+           _ptv2(num_virtual_tokens=PTV2_LENGTH, prefix_projection=True, encoder_hidden_size=128)),
+    Method("prompt_tuning", "prompt tuning (input only)",
+           _ptv2(num_virtual_tokens=PTV2_LENGTH, prompt_depth="input", prompt_tuning_init="SAMPLE_VOCAB")),
+    Method("p_tuning", "P-tuning (input, LSTM encoder)",
+           _ptv2(num_virtual_tokens=PTV2_LENGTH, prompt_depth="input", encoder_reparameterization_type="LSTM",
+                 encoder_hidden_size=128)),
+    # Chapters 3-5's methods on NER (the comparison chapter), in the configurations those chapters teach.
+    Method("lora", "LoRA q,v r=8", _lora()),
+    Method("bitfit", "BitFit (all biases)", _bitfit()),
+    Method("adapters", "adapters m=8", _adapters()),
+]}
