@@ -22,7 +22,8 @@ Outcomes, the same in every chapter:
 ``inconclusive: within noise``  converged, but the interval holds the threshold (or < 3 seeds)
 =============================== ===========================================================
 
-A claim with no runs at all is ``not run``: no verdict.  Thresholds are part of the claim,
+A claim with no runs at all is ``not run``, and one with a single seed is shown but not
+judged (``one seed: shown, not judged``): neither is a verdict.  Thresholds are part of the claim,
 fixed in :mod:`experiments.claims` before any run.
 """
 
@@ -30,6 +31,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Iterable
+
+import numpy as np
 
 from experiments import records
 from experiments.stats import MIN_SEEDS, Interval, paired_interval
@@ -39,6 +42,7 @@ NOT_REPRODUCED = "not reproduced"
 NOT_CONVERGED = "inconclusive: not converged"
 WITHIN_NOISE = "inconclusive: within noise"
 NOT_RUN = "not run"
+SINGLE_SEED = "one seed: shown, not judged"
 OUTCOMES = (REPRODUCED, NOT_REPRODUCED, NOT_CONVERGED, WITHIN_NOISE)
 
 SEEDS = (0, 1, 2)
@@ -84,6 +88,7 @@ class Verdict:
     interval: Interval | None = None
     seeds: list[int] = field(default_factory=list)
     convergence: list[Convergence] = field(default_factory=list)
+    point: float | None = None  # the statistic of a single seed (no interval, no verdict)
 
     def as_dict(self) -> dict:
         c = self.claim
@@ -93,6 +98,8 @@ class Verdict:
                "convergence": [{"method": v.method, "epochs": v.epochs, "score": v.score, "doubled": v.doubled,
                                 "noise": v.noise, "exact": v.exact, "converged": v.converged}
                                for v in self.convergence]}
+        if self.point is not None:
+            out["estimate"] = self.point
         if self.interval is not None:
             i = self.interval
             out.update(estimate=i.estimate, low=i.low, high=i.high, seed_half_width=i.seed_half_width,
@@ -106,6 +113,14 @@ def _vectors(runs: dict[int, dict], seeds: Iterable[int], split: str) -> list[li
 
 def _same_examples(runs: Iterable[dict], split: str) -> bool:
     return len({r[split]["examples"] for r in runs}) == 1
+
+
+def _point(claim, runs: dict[str, dict[int, dict]], seed: int, split: str) -> float:
+    from experiments.stats import STATISTICS
+
+    a = runs[claim.method][seed][split]["accuracy"]
+    b = runs[claim.reference][seed][split]["accuracy"] if claim.reference else 0.0
+    return float(STATISTICS[claim.statistic](np.array([a]), np.array([b]))[0])
 
 
 def convergence_of(task: str, method: str, epochs: int, runs: dict[int, dict], *, exact: bool = False,
@@ -145,7 +160,8 @@ def judge(claim, *, root=None, split: str = "validation") -> Verdict:
     convergence = [convergence_of(claim.task, m, claim.epochs(m), runs[m], exact=claim.exact(m), split=split,
                                   root=root) for m in methods]
     if len(seeds) < 2:
-        return Verdict(claim, WITHIN_NOISE, f"only {len(seeds)} seed: shown, never judged", None, seeds, convergence)
+        return Verdict(claim, SINGLE_SEED, f"seed {seeds[0]} only: its point value is shown, never judged", None, seeds,
+                       convergence, point=_point(claim, runs, seeds[0], split))
     a = _vectors(runs[claim.method], seeds, split)
     b = _vectors(runs[claim.reference], seeds, split) if claim.reference else None
     interval = paired_interval(a, b, statistic=claim.statistic)

@@ -185,6 +185,13 @@ def test_no_doubled_run_means_not_converged(tmp_path: Path) -> None:
     assert verdict.outcome == protocol.NOT_CONVERGED and "no run at 2x 20 epochs" in verdict.reason
 
 
+def test_one_seed_is_shown_not_judged(tmp_path: Path) -> None:
+    write_benchmark(tmp_path, (0.80,), (0.92,), {"lora": 0.80, "full": 0.92})
+    verdict = protocol.judge(CLAIM, root=tmp_path)
+    assert verdict.outcome == protocol.SINGLE_SEED and verdict.interval is None
+    assert verdict.point == pytest.approx(0.80 / 0.92)
+
+
 def test_fewer_than_three_seeds_get_no_definite_verdict(tmp_path: Path) -> None:
     write_benchmark(tmp_path, (0.92, 0.93), (0.92, 0.925), {"lora": 0.92, "full": 0.925})
     verdict = protocol.judge(CLAIM, root=tmp_path)
@@ -236,7 +243,7 @@ def test_the_verdicts_command_prints_every_claim() -> None:
     assert out.returncode == 0, out.stderr
     verdicts = json.loads(out.stdout)
     assert [v["id"] for v in verdicts] == [c.id for c in claims.CLAIMS]
-    assert all(v["outcome"] in (*protocol.OUTCOMES, protocol.NOT_RUN) for v in verdicts)
+    assert all(v["outcome"] in (*protocol.OUTCOMES, protocol.NOT_RUN, protocol.SINGLE_SEED) for v in verdicts)
     bad = subprocess.run([sys.executable, "-m", "experiments", "verdicts", "--chapter", "99"], cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "No registered claim for chapter 99" in bad.stderr
