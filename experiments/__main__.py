@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("task", choices=["sentiment"])
     run.add_argument("--workers", type=int, default=2, help="runs at a time, one thread each (default 2)")
     run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    run.add_argument("--methods", nargs="+", help="only these methods (default: every main method)")
+    run.add_argument("--methods", nargs="+", help="only these methods (default: every method a registered claim reads)")
     run.add_argument("--no-doubled", action="store_true", help="skip the seed-0 runs at twice the budget")
     run.add_argument("--dry-run", action="store_true", help="list the runs that would be made, and stop")
     args = parser.parse_args(argv)
@@ -37,10 +37,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from experiments import runner, sentiment
 
-    methods = tuple(args.methods or sentiment.MAIN_METHODS)
-    unknown = sorted(set(methods) - set(sentiment.MAIN_METHODS))
+    methods = tuple(args.methods or sentiment.claimed_methods())
+    from experiments.methods import ALL_METHODS
+
+    unknown = sorted(set(methods) - set(ALL_METHODS))
     if unknown:
-        print(f"error: unknown method(s) {unknown}; choose from {list(sentiment.MAIN_METHODS)}", file=sys.stderr)
+        print(f"error: unknown method(s) {unknown}; choose from {list(ALL_METHODS)}", file=sys.stderr)
         return 2
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)

@@ -22,10 +22,10 @@ from experiments import records
 
 TASK = "sentiment"
 MAIN_METHODS = ("full", "frozen", "lora", "bitfit", "adapters")
-# Seconds per epoch on one thread of the 2-core reference machine, two runs at a time (from the committed
-# benchmark), for the time estimate only.
-SECONDS_PER_EPOCH = {"full": 14.5, "lora": 14.3, "bitfit": 11.0, "adapters": 11.6, "frozen": 0.0}
-FROZEN_SECONDS = 11.0
+# Seconds per epoch on one thread of the 2-core reference machine (AMD EPYC), two runs at a time, measured by
+# this runner's first runs; for the time estimate only.
+SECONDS_PER_EPOCH = {"full": 6.0, "lora": 5.2, "bitfit": 4.6, "adapters": 4.8}
+FROZEN_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,10 @@ class RunSpec:
         return epochs_of(self.method) * self.budget
 
     def estimate_seconds(self) -> float:
-        return FROZEN_SECONDS if self.method == "frozen" else SECONDS_PER_EPOCH[self.method] * self.epochs
+        from experiments.methods import ALL_METHODS
+
+        family = ALL_METHODS[self.method].lr_key
+        return FROZEN_SECONDS if not self.epochs else SECONDS_PER_EPOCH[family] * self.epochs
 
     def __str__(self) -> str:
         return f"{self.method} seed {self.seed}, {self.epochs} epochs" if self.epochs else \
@@ -49,17 +52,36 @@ class RunSpec:
 
 
 def epochs_of(method: str) -> int:
-    """The method's final budget in epochs (0: the frozen probe, fit by L-BFGS)."""
+    """The method's final budget in epochs: its family's (an ablation trains as long as its method); 0 for the
+    frozen probe, fit by L-BFGS."""
+    from experiments.methods import ALL_METHODS
     from minitransformer import recipes
 
-    return 0 if method == "frozen" else recipes.epochs_for(method)
+    if method not in ALL_METHODS:
+        raise ValueError(f"Unknown sentiment method {method!r}; choose from {list(ALL_METHODS)}.")
+    spec = ALL_METHODS[method]
+    return 0 if spec.prepare is None else recipes.epochs_for(spec.lr_key)
 
 
-def plan(methods=MAIN_METHODS, seeds=(0, 1, 2), doubled: bool = True) -> list[RunSpec]:
-    """Every run the sentiment verdicts read: each method at 1x for every seed, then seed 0 at 2x."""
+def claimed_methods() -> tuple[str, ...]:
+    """Every method a registered sentiment claim reads, main methods first."""
+    from experiments.claims import CLAIMS
+
+    found = list(MAIN_METHODS)
+    for c in CLAIMS:
+        for m in (c.method, c.reference):
+            if c.task == TASK and m and m not in found:
+                found.append(m)
+    return tuple(found)
+
+
+def plan(methods=None, seeds=(0, 1, 2), doubled: bool = True) -> list[RunSpec]:
+    """Every run the sentiment verdicts read: each method at 1x for every seed, then seed 0 at 2x
+    (default methods: every one a registered claim reads)."""
+    methods = claimed_methods() if methods is None else tuple(methods)
     specs = [RunSpec(m, s, 1) for s in seeds for m in methods]
     if doubled:
-        specs += [RunSpec(m, 0, 2) for m in methods if m != "frozen"]
+        specs += [RunSpec(m, 0, 2) for m in methods if epochs_of(m)]
     return specs
 
 
@@ -89,9 +111,9 @@ def score(model, loader) -> dict:
 def run(spec: RunSpec, progress: bool = True) -> dict:
     """Train and score one run; returns its record (not yet saved)."""
     from minitransformer import recipes
-    from experiments.methods import METHODS
+    from experiments.methods import ALL_METHODS
 
-    method = METHODS[spec.method]
+    method = ALL_METHODS[spec.method]
     setup = recipes.sentiment_setup(seed=spec.seed, backbone=method.backbone)
     if method.prepare is None:
         experiment, lr = recipes.frozen_probe(setup, seed=spec.seed), None

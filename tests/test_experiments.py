@@ -232,9 +232,22 @@ def test_every_claim_is_well_formed() -> None:
         assert c.comparison in (">=", "<=") and c.statistic in ("ratio", "difference", "value")
         assert (c.reference is None) == (c.statistic == "value")
         assert c.paper and c.paper_value and c.statement
-    # one yardstick: every "matches / competitive with full fine-tuning" claim uses the same threshold
-    assert {c.threshold for c in claims.CLAIMS if c.reference == "full" and c.comparison == ">="} == {
-        claims.MATCHES_FULL}
+    # one yardstick: every "matches / competitive with / is enough" ratio claim uses the same threshold
+    assert {c.threshold for c in claims.CLAIMS if c.statistic == "ratio" and c.comparison == ">="
+            and c.reference != "frozen"} == {claims.MATCHES_FULL}
+
+
+def test_the_runner_plans_every_run_the_claims_read() -> None:
+    from experiments import sentiment
+
+    specs = sentiment.plan()
+    for c in claims.CLAIMS:
+        for m in filter(None, (c.method, c.reference)):
+            assert {s.seed for s in specs if s.method == m and s.budget == 1} == {0, 1, 2}
+            assert any(s.method == m and s.budget == 2 for s in specs) == (not c.exact(m)), m
+    assert sentiment.epochs_of("lora_r4") == sentiment.epochs_of("lora") and sentiment.epochs_of("frozen") == 0
+    with pytest.raises(ValueError, match="Unknown sentiment method"):
+        sentiment.epochs_of("lora_r99")
 
 
 def test_the_verdicts_command_prints_every_claim() -> None:
