@@ -89,8 +89,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.command == "readme":
         from experiments import comparison
 
+        from experiments.claims import readme_with_verdicts
+
         text = readme_with_results(README.read_text(), load_results("sentiment"))
-        README.write_text(comparison.readme_with_results(text, comparison.load_results()))
+        text = readme_with_verdicts(comparison.readme_with_results(text, comparison.load_results()))
+        README.write_text(text)
         print(f"updated {README}")
         return 0
     if args.command == "sentiment":

@@ -79,6 +79,9 @@ CLAIMS = [
     Claim("adapters.competitive", 5, "Adapters land close to full fine-tuning",
           "Houlsby et al. 2019, GLUE test, BERT-large", "80.0 / 80.4 = 0.995 (3.6% of the parameters)",
           "sentiment", "adapters", "full", "ratio", ">=", MATCHES_FULL),
+    Claim("adapters.beats_frozen", 5, "Training adapters inside the frozen model beats training a head on it",
+          "the low baseline every PEFT paper assumes (BitFit's 'Frozen')", "better (no single number)",
+          "sentiment", "adapters", "frozen", "ratio", ">=", 1.0),
 ]
 BY_ID = {c.id: c for c in CLAIMS}
 
@@ -119,6 +122,10 @@ def verdict_table(chapter: int | None = None, *, root=None, markdown: bool = Fal
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
+        if notes:
+            lines += ["", "Convergence (seed 0 at twice the budget) and claims without a verdict:", ""]
+            lines += [f"- {text}" for text in notes.values()]
+        return "\n".join(lines)
     else:
         widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
         lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths))]
@@ -166,3 +173,28 @@ def plot_convergence(chapter: int, *, root=None, ax=None):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     return ax
+
+
+def convergence_report(methods=None, *, task: str = "sentiment", root=None) -> str:
+    """The convergence test of each method (default: the sentiment benchmark's main methods), one line each."""
+    from experiments import records, sentiment
+    from experiments.protocol import SEEDS, convergence_of
+
+    if task != sentiment.TASK:
+        raise ValueError(f"no protocol runs for task {task!r} yet")
+    lines = []
+    for m in methods or sentiment.MAIN_METHODS:
+        epochs = sentiment.epochs_of(m)
+        runs = records.load_runs(task, m, epochs, SEEDS, root)
+        if not runs:
+            lines.append(f"{m}: no recorded runs (python -m experiments run {task})")
+            continue
+        lines.append(convergence_of(task, m, epochs, runs, exact=not epochs, root=root).text())
+    return "\n".join(lines)
+
+
+def readme_with_verdicts(readme_text: str, *, root=None) -> str:
+    """README with its verdict section replaced by the markdown verdict table of every claim."""
+    from experiments.results_io import VERDICTS_END, VERDICTS_START, fill_readme_section
+
+    return fill_readme_section(readme_text, VERDICTS_START, VERDICTS_END, verdict_table(markdown=True, root=root) + "\n")

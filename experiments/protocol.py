@@ -18,7 +18,8 @@ Outcomes, the same in every chapter:
 ``reproduced``                  ≥ 3 seeds, every method converged, the whole interval on the
                                 claim's side of the threshold
 ``not reproduced``              the same, the whole interval on the other side
-``inconclusive: not converged`` a method's doubled budget still helped, or it was never run
+``inconclusive: not converged`` a method's doubled budget still helped, was never run, or a
+                                run never left the one-class plateau
 ``inconclusive: within noise``  converged, but the interval holds the threshold (or < 3 seeds)
 =============================== ===========================================================
 
@@ -157,6 +158,7 @@ def judge(claim, *, root=None, split: str = "validation") -> Verdict:
     all_runs = [runs[m][s] for m in methods for s in seeds]
     if not _same_examples(all_runs, split):
         raise records.RecordError(f"{claim.id}: the runs were scored on different {split} sets; re-run them.")
+    stuck_on_plateau = [f"{m} seed {s}" for m in methods for s in seeds if runs[m][s].get("on_plateau")]
     convergence = [convergence_of(claim.task, m, claim.epochs(m), runs[m], exact=claim.exact(m), split=split,
                                   root=root) for m in methods]
     if len(seeds) < 2:
@@ -167,8 +169,9 @@ def judge(claim, *, root=None, split: str = "validation") -> Verdict:
     interval = paired_interval(a, b, statistic=claim.statistic)
     side = decide(interval, claim.comparison, claim.threshold)
     stuck = [v for v in convergence if not v.converged]
-    if stuck:
-        reason = "; ".join(v.text() for v in stuck)
+    if stuck or stuck_on_plateau:
+        reason = "; ".join([v.text() for v in stuck] + ([f"never left the one-class plateau: {', '.join(stuck_on_plateau)}"]
+                                                         if stuck_on_plateau else []))
         return Verdict(claim, NOT_CONVERGED, reason, interval, seeds, convergence)
     if len(seeds) < MIN_SEEDS:
         return Verdict(claim, WITHIN_NOISE, f"{len(seeds)} seeds: a verdict needs {MIN_SEEDS}", interval, seeds,

@@ -25,6 +25,7 @@ def load_results(name: str = "sentiment", directory: Path = RESULTS_DIR) -> dict
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 README_START, README_END = "<!-- benchmark:sentiment -->", "<!-- /benchmark:sentiment -->"
+VERDICTS_START, VERDICTS_END = "<!-- experiments:verdicts -->", "<!-- /experiments:verdicts -->"
 
 
 def fill_readme_section(readme_text: str, start: str, end: str, body: str) -> str:

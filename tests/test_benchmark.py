@@ -105,10 +105,6 @@ def _rising_seeds(results, method):
     return [r["seed"] for r in results["runs"] if r["method"] == method and still_rising(r["curve"])]
 
 
-ADAPTERS_BELOW = ("adapters m=8 stay just below 0.97 x full fine-tuning with flattened curves, at their own 60-epoch "
-                  "budget and swept rate: not reproduced at our scale (chapter 5)")
-
-
 def test_no_method_stays_on_the_one_class_plateau(results):
     stuck = [f"{r['method']} seed {r['seed']}" for r in results["runs"] if r["on_plateau"]]
     assert not stuck, f"runs that never left the one-class plateau: {stuck}"
@@ -129,21 +125,10 @@ def test_the_longer_budgets_rest_on_evidence():
             f"{method}'s curve had flattened at {recipes.EPOCHS} epochs: drop it from METHOD_EPOCHS"
 
 
-def test_frozen_probe_is_informative_but_clearly_below_full_fine_tuning(results):
+def test_frozen_probe_is_informative(results):
+    """The frozen probe is a reference point, so it must have learned something; whether it is far below full
+    fine-tuning is a claim of chapter 2, judged by the protocol (experiments/claims.py)."""
     assert _mean(results, "frozen") >= 0.60
-    assert _mean(results, "frozen") <= 0.90 * _mean(results, "full")
-
-
-# The targets of issue 7. Those that do not hold are marked xfail(strict) with the evidence, so a change that
-# makes them hold turns the test red until the mark is removed.
-@pytest.mark.parametrize("method, share", [
-    ("lora", 0.97),
-    pytest.param("adapters", 0.97, marks=pytest.mark.xfail(strict=True, reason=ADAPTERS_BELOW)),
-    ("bitfit", 0.93),
-])
-def test_peft_methods_come_close_to_full_fine_tuning(results, method, share):
-    assert _mean(results, method) >= share * _mean(results, "full"), (
-        f"{method}: {_mean(results, method):.3f} < {share} x full fine-tuning {_mean(results, 'full'):.3f}")
 
 
 def test_readme_findings_table_is_the_generated_one(results):

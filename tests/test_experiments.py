@@ -179,6 +179,16 @@ def test_a_doubled_budget_that_still_helps_means_not_converged_never_not_reprodu
     assert not lora.converged and lora.gain == pytest.approx(0.10) and "STILL LEARNING" in verdict.reason
 
 
+def test_a_run_on_the_one_class_plateau_is_not_converged(tmp_path: Path) -> None:
+    write_benchmark(tmp_path, (0.92, 0.93, 0.92), (0.92, 0.925, 0.93), {"lora": 0.92, "full": 0.925})
+    path = records.run_path("sentiment", "lora", 20, 2, tmp_path)
+    data = json.loads(path.read_text())
+    data["on_plateau"] = True
+    path.write_text(json.dumps(data))
+    verdict = protocol.judge(CLAIM, root=tmp_path)
+    assert verdict.outcome == protocol.NOT_CONVERGED and "one-class plateau: lora seed 2" in verdict.reason
+
+
 def test_no_doubled_run_means_not_converged(tmp_path: Path) -> None:
     write_benchmark(tmp_path, (0.92, 0.93, 0.92), (0.92, 0.925, 0.93), {"full": 0.925})
     verdict = protocol.judge(CLAIM, root=tmp_path)
@@ -268,3 +278,11 @@ def test_the_backbone_does_not_import_the_experiments() -> None:
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             assert not any(n.split(".")[0] == "experiments" for n in names), f"{path} imports experiments"
+
+
+def test_readme_verdict_section_is_the_generated_one() -> None:
+    from experiments.benchmark import README
+
+    text = README.read_text()
+    assert claims.readme_with_verdicts(text) == text, \
+        "README's verdict table is out of date: run `python -m experiments.benchmark readme`"
