@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
+    methods, waiting = sentiment.runnable(methods)
+    for why in waiting:
+        print(f"not planned: {why}")
     specs = sentiment.plan(methods, tuple(args.seeds), doubled=not args.no_doubled)
     if args.dry_run:
         todo = runner.pending(args.task, specs)

@@ -113,7 +113,7 @@ def best_per_method(runs: list[dict]) -> dict[str, dict]:
 
 def sweep_choice(runs: list[dict]) -> dict[str, dict]:
     """Per method, the sweep's choice: the best validation score among its runs at the method's own budget."""
-    return best_per_method([r for r in runs if run_epochs(r) == recipes.epochs_for(r["method"])])
+    return best_per_method([r for r in runs if run_epochs(r) == recipes.epochs_for(ALL_METHODS[r["method"]].lr_key)])
 
 
 def sweep_table(results: dict) -> str:

@@ -70,7 +70,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     sweep = sub.add_parser("sweep", help="the learning-rate sweep, one seed")
     sweep.add_argument("--seed", type=int, default=0)
     sweep.add_argument("--methods", nargs="+", default=["full", "lora", "bitfit", "adapters"],
-                       choices=[m for m in METHODS if m != "frozen"])
+                       choices=[m for m in ALL_METHODS if ALL_METHODS[m].prepare is not None],
+                       help="methods to sweep (an ablation variant uses its family's grid and budget)")
     sweep.add_argument("--lrs", type=float, nargs="+", help="one grid for every method (default: SWEEP_GRID)")
     for p in (bench, ablate, sweep):
         p.add_argument("--out", type=Path, default=RESULTS_DIR)
@@ -101,7 +102,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     elif args.command == "ablations":
         cells = [(m, args.seed, None, args.threads) for m in args.methods]
     else:
-        cells = [(m, args.seed, lr, args.threads) for m in args.methods for lr in (args.lrs or SWEEP_GRID[m])]
+        cells = [(m, args.seed, lr, args.threads) for m in args.methods for lr in (args.lrs or SWEEP_GRID[ALL_METHODS[m].lr_key])]
     started = time.perf_counter()
     epochs = sum(recipes.epochs_for(ALL_METHODS[m].lr_key) for m, *_ in cells if ALL_METHODS[m].prepare is not None)
     # about 5 s per epoch and run on one thread of this course's reference laptop
@@ -135,7 +136,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     else:
         results["seed"] = args.seed
         results["runs"] = merged_runs(runs, args.out / "lr_sweep.json", args.seed,
-                                  lambda r: (r["method"], r["lr"], run_epochs(r)), list(SWEEP_GRID), at_standard_lr=False)
+                                  lambda r: (r["method"], r["lr"], run_epochs(r)), list(ALL_METHODS), at_standard_lr=False)
         write_results(results, "lr_sweep", sweep_table(results), args.out)
     return 0
 

@@ -116,6 +116,8 @@ def verdict_table(chapter: int | None = None, *, root=None, markdown: bool = Fal
         rows.append((c.id, c.paper_value, ours, seeds, c.rule, v.outcome))
         for conv in v.convergence:
             notes.setdefault(conv.method, conv.text())
+        for sweep in v.sweeps:
+            notes.setdefault(f"{sweep.method} lr", sweep.text())
         if v.interval is None and v.reason:
             notes.setdefault(c.id, f"{c.id}: {v.reason}")
     header = ("claim", "paper", "ours [95% interval]", "seeds", "rule", "outcome")
@@ -123,7 +125,7 @@ def verdict_table(chapter: int | None = None, *, root=None, markdown: bool = Fal
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         if notes:
-            lines += ["", "Convergence (seed 0 at twice the budget) and claims without a verdict:", ""]
+            lines += ["", "Convergence (seed 0 at twice the budget), learning-rate sweeps, and claims without a verdict:", ""]
             lines += [f"- {text}" for text in notes.values()]
         return "\n".join(lines)
     else:
@@ -132,7 +134,7 @@ def verdict_table(chapter: int | None = None, *, root=None, markdown: bool = Fal
         lines += ["  ".join(str(x).ljust(w) for x, w in zip(r, widths)) for r in rows]
     if notes:
         lines += ["", "convergence (seed 0 at twice the budget: converged if the gain is within the method's noise), "
-                      "and claims without a verdict:"]
+                      "learning-rate sweeps, and claims without a verdict:"]
         lines += [f"  {text}" for text in notes.values()]
     return "\n".join(lines)
 

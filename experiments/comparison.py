@@ -23,18 +23,16 @@ them and `tests/test_benchmark_comparison.py` re-runs one cell.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
 from minitransformer import recipes
-from minitransformer.training import evaluate_accuracy, progress_bar
+from minitransformer.training import progress_bar
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 SEEDS = (0, 1, 2)

@@ -12,14 +12,19 @@ compares, at each method's final budget:
   reference, or the ``value`` itself) comes from :func:`experiments.stats.paired_interval`:
   seed spread and the finite evaluation set together.
 
+- **the learning rate** of every method that trains was chosen by a sweep at that same
+  budget, its best rate strictly inside the grid (:mod:`experiments.sweeps`); a rate
+  borrowed from another budget or another method is not an optimised run either.
+
 Outcomes, the same in every chapter:
 
 =============================== ===========================================================
 ``reproduced``                  ≥ 3 seeds, every method converged, the whole interval on the
                                 claim's side of the threshold
 ``not reproduced``              the same, the whole interval on the other side
-``inconclusive: not converged`` a method's doubled budget still helped, was never run, or a
-                                run never left the one-class plateau
+``inconclusive: not converged`` a method's doubled budget still helped or was never run, a
+                                run never left the one-class plateau, or a rate was not swept
+                                at the final budget
 ``inconclusive: within noise``  converged, but the interval holds the threshold (or < 3 seeds)
 =============================== ===========================================================
 
@@ -90,6 +95,7 @@ class Verdict:
     seeds: list[int] = field(default_factory=list)
     convergence: list[Convergence] = field(default_factory=list)
     point: float | None = None  # the statistic of a single seed (no interval, no verdict)
+    sweeps: list = field(default_factory=list)  # experiments.sweeps.SweepCheck of each method that trains
 
     def as_dict(self) -> dict:
         c = self.claim
@@ -98,7 +104,9 @@ class Verdict:
                "threshold": c.threshold, "outcome": self.outcome, "reason": self.reason, "seeds": self.seeds,
                "convergence": [{"method": v.method, "epochs": v.epochs, "score": v.score, "doubled": v.doubled,
                                 "noise": v.noise, "exact": v.exact, "converged": v.converged}
-                               for v in self.convergence]}
+                               for v in self.convergence],
+               "learning_rates": [{"method": w.method, "epochs": w.epochs, "used": w.used, "grid": list(w.grid),
+                                   "best": w.best, "swept": w.swept, "near_ties": w.near_ties} for w in self.sweeps]}
         if self.point is not None:
             out["estimate"] = self.point
         if self.interval is not None:
@@ -146,14 +154,23 @@ def decide(interval: Interval, comparison: str, threshold: float) -> str:
     return REPRODUCED if holds else NOT_REPRODUCED if fails else WITHIN_NOISE
 
 
-def judge(claim, *, root=None, split: str = "validation") -> Verdict:
-    """The claim's verdict from the recorded runs (see the module docstring for the rule)."""
+def judge(claim, *, root=None, split: str = "validation", sweeps=None) -> Verdict:
+    """The claim's verdict from the recorded runs (see the module docstring for the rule).
+
+    ``sweeps(method, epochs, lr)`` gives a method's :class:`experiments.sweeps.SweepCheck`
+    (default: the committed sentiment sweep).
+    """
+    if sweeps is None:
+        from experiments.sweeps import sentiment_sweep_check as sweeps
     methods = [claim.method] + ([claim.reference] if claim.reference else [])
     runs = {m: records.load_runs(claim.task, m, claim.epochs(m), SEEDS, root) for m in methods}
     if not all(runs.values()):
         missing = [m for m in methods if not runs[m]]
-        return Verdict(claim, NOT_RUN, f"no recorded runs of {', '.join(missing)} at {claim.task}: "
-                                       f"run `python -m experiments run {claim.task}`")
+        from experiments import sentiment
+
+        waiting = sentiment.runnable(missing)[1] if claim.task == sentiment.TASK else []
+        how = "; ".join(waiting) if waiting else f"run `python -m experiments run {claim.task}`"
+        return Verdict(claim, NOT_RUN, f"no recorded runs of {', '.join(missing)} at {claim.task}: {how}")
     seeds = sorted(set.intersection(*(set(r) for r in runs.values())))
     all_runs = [runs[m][s] for m in methods for s in seeds]
     if not _same_examples(all_runs, split):
@@ -168,15 +185,18 @@ def judge(claim, *, root=None, split: str = "validation") -> Verdict:
     b = _vectors(runs[claim.reference], seeds, split) if claim.reference else None
     interval = paired_interval(a, b, statistic=claim.statistic)
     side = decide(interval, claim.comparison, claim.threshold)
+    sweep_checks = [sweeps(m, claim.epochs(m), runs[m][seeds[0]].get("lr")) for m in methods if not claim.exact(m)]
+    unswept = [c for c in sweep_checks if not c.swept]
     stuck = [v for v in convergence if not v.converged]
-    if stuck or stuck_on_plateau:
+    if stuck or stuck_on_plateau or unswept:
         reason = "; ".join([v.text() for v in stuck] + ([f"never left the one-class plateau: {', '.join(stuck_on_plateau)}"]
-                                                         if stuck_on_plateau else []))
-        return Verdict(claim, NOT_CONVERGED, reason, interval, seeds, convergence)
+                                                         if stuck_on_plateau else []) + [c.text() for c in unswept])
+        return Verdict(claim, NOT_CONVERGED, reason, interval, seeds, convergence, sweeps=sweep_checks)
     if len(seeds) < MIN_SEEDS:
         return Verdict(claim, WITHIN_NOISE, f"{len(seeds)} seeds: a verdict needs {MIN_SEEDS}", interval, seeds,
-                       convergence)
+                       convergence, sweeps=sweep_checks)
     where = {REPRODUCED: "the whole interval is on the claim's side of",
              NOT_REPRODUCED: "the whole interval is on the other side of",
              WITHIN_NOISE: "the interval holds"}[side]
-    return Verdict(claim, side, f"{where} {claim.comparison} {claim.threshold:g}", interval, seeds, convergence)
+    return Verdict(claim, side, f"{where} {claim.comparison} {claim.threshold:g}", interval, seeds, convergence,
+                   sweeps=sweep_checks)

@@ -75,10 +75,42 @@ def claimed_methods() -> tuple[str, ...]:
     return tuple(found)
 
 
+def learning_rate(method: str):
+    """The rate a method's protocol runs use: its own sweep's best at its final budget (None: the L-BFGS probe).
+
+    Raises ValueError, naming the command, when that sweep is missing or its best rate is at the grid's edge:
+    a run at a rate borrowed from another budget or method could not give a verdict.
+    """
+    from experiments.methods import ALL_METHODS
+    from experiments.sweeps import sentiment_sweep_check
+    from minitransformer import recipes
+
+    epochs = epochs_of(method)
+    if not epochs:
+        return None
+    family = ALL_METHODS[method].lr_key
+    check = sentiment_sweep_check(method, epochs, recipes.LEARNING_RATES.get(family))
+    if not check.grid or not check.grid[0] < check.best < check.grid[-1]:
+        raise ValueError(f"{check.text()}: sweep it first, `python -m experiments.benchmark sweep --methods {method}`")
+    return check.best
+
+
+def runnable(methods) -> tuple[list[str], list[str]]:
+    """(methods whose learning rate a sweep at their budget has chosen, why each other one cannot run yet)."""
+    ready, waiting = [], []
+    for m in methods:
+        try:
+            learning_rate(m)
+            ready.append(m)
+        except ValueError as exc:
+            waiting.append(str(exc))
+    return ready, waiting
+
+
 def plan(methods=None, seeds=(0, 1, 2), doubled: bool = True) -> list[RunSpec]:
     """Every run the sentiment verdicts read: each method at 1x for every seed, then seed 0 at 2x
-    (default methods: every one a registered claim reads)."""
-    methods = claimed_methods() if methods is None else tuple(methods)
+    (default methods: every one a registered claim reads whose learning rate is swept at its budget)."""
+    methods = runnable(claimed_methods())[0] if methods is None else tuple(methods)
     specs = [RunSpec(m, s, 1) for s in seeds for m in methods]
     if doubled:
         specs += [RunSpec(m, 0, 2) for m in methods if epochs_of(m)]
@@ -119,7 +151,7 @@ def run(spec: RunSpec, progress: bool = True) -> dict:
         experiment, lr = recipes.frozen_probe(setup, seed=spec.seed), None
     else:
         model = method.prepare(recipes.fresh_classifier(method.backbone, seed=spec.seed))
-        lr = recipes.LEARNING_RATES[method.lr_key]
+        lr = learning_rate(spec.method)
         experiment = recipes.train_standard(method.label, model, setup, method.lr_key, lr=lr, epochs=spec.epochs,
                                             track_curve=True, progress=progress)
     return {

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import claims, protocol, records
+from experiments import claims, protocol, records, sweeps
 from experiments.claims import Claim
 from experiments.stats import Interval, paired_interval, t_quantile_95
 
@@ -119,6 +119,15 @@ def test_a_record_is_checked_and_written_atomically(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- the four outcomes
+def swept(method: str, epochs: int, lr) -> sweeps.SweepCheck:
+    """A sweep at the final budget whose best rate, inside its grid, is the one the runs use."""
+    return sweeps.SweepCheck(method, epochs, 0.003, (0.001, 0.003, 0.01), 0.003, (0.80, 0.92, 0.85))
+
+
+def judge(claim, root, **kwargs):
+    return protocol.judge(claim, root=root, sweeps=kwargs.pop("sweeps", swept), **kwargs)
+
+
 CLAIM = Claim("demo.lora_matches_full", 3, "LoRA matches full fine-tuning", "demo", "1.0", "sentiment",
               "lora", "full", "ratio", ">=", 0.97)
 N = 500
@@ -151,20 +160,20 @@ def protocol_epochs(method: str) -> int:
 
 def test_reproduced(tmp_path: Path) -> None:
     write_benchmark(tmp_path, (0.92, 0.93, 0.92), (0.92, 0.925, 0.93), {"lora": 0.92, "full": 0.925})
-    verdict = protocol.judge(CLAIM, root=tmp_path)
+    verdict = judge(CLAIM, tmp_path)
     assert verdict.outcome == protocol.REPRODUCED, verdict.reason
     assert verdict.interval.low > 0.97 and all(c.converged for c in verdict.convergence)
 
 
 def test_not_reproduced(tmp_path: Path) -> None:
     write_benchmark(tmp_path, (0.80, 0.81, 0.80), (0.92, 0.925, 0.93), {"lora": 0.80, "full": 0.92})
-    verdict = protocol.judge(CLAIM, root=tmp_path)
+    verdict = judge(CLAIM, tmp_path)
     assert verdict.outcome == protocol.NOT_REPRODUCED and verdict.interval.high < 0.97
 
 
 def test_within_noise(tmp_path: Path) -> None:
     write_benchmark(tmp_path, (0.88, 0.92, 0.90), (0.92, 0.925, 0.93), {"lora": 0.89, "full": 0.92})
-    verdict = protocol.judge(CLAIM, root=tmp_path)
+    verdict = judge(CLAIM, tmp_path)
     assert verdict.outcome == protocol.WITHIN_NOISE
     assert verdict.interval.low < 0.97 < verdict.interval.high
 
@@ -173,7 +182,7 @@ def test_a_doubled_budget_that_still_helps_means_not_converged_never_not_reprodu
     # LoRA is far below full FT at its budget, but twice the budget helps by far more than the noise:
     # the run was still learning, so the claim cannot be called "not reproduced".
     write_benchmark(tmp_path, (0.80, 0.81, 0.80), (0.92, 0.925, 0.93), {"lora": 0.90, "full": 0.92})
-    verdict = protocol.judge(CLAIM, root=tmp_path)
+    verdict = judge(CLAIM, tmp_path)
     assert verdict.outcome == protocol.NOT_CONVERGED, verdict.reason
     (lora,) = [c for c in verdict.convergence if c.method == "lora"]
     assert not lora.converged and lora.gain == pytest.approx(0.10) and "STILL LEARNING" in verdict.reason
@@ -185,31 +194,47 @@ def test_a_run_on_the_one_class_plateau_is_not_converged(tmp_path: Path) -> None
     data = json.loads(path.read_text())
     data["on_plateau"] = True
     path.write_text(json.dumps(data))
-    verdict = protocol.judge(CLAIM, root=tmp_path)
+    verdict = judge(CLAIM, tmp_path)
     assert verdict.outcome == protocol.NOT_CONVERGED and "one-class plateau: lora seed 2" in verdict.reason
+
+
+@pytest.mark.parametrize("check, why", [
+    (sweeps.SweepCheck("lora", 20, 0.003, (), None, ()), "not swept at 20 epochs"),
+    (sweeps.SweepCheck("lora", 20, 0.01, (0.001, 0.003, 0.01), 0.01, (0.8, 0.85, 0.92)), "AT THE EDGE of"),
+    (sweeps.SweepCheck("lora", 20, 0.001, (0.001, 0.003, 0.01), 0.003, (0.8, 0.92, 0.85)), "the runs use 0.001"),
+])
+def test_a_rate_not_swept_at_the_final_budget_gives_no_definite_verdict(tmp_path: Path, check, why) -> None:
+    write_benchmark(tmp_path, (0.92, 0.93, 0.92), (0.92, 0.925, 0.93), {"lora": 0.92, "full": 0.925})
+    verdict = judge(CLAIM, tmp_path, sweeps=lambda m, e, lr: check if m == "lora" else swept(m, e, lr))
+    assert verdict.outcome == protocol.NOT_CONVERGED and why in verdict.reason, verdict.reason
+
+
+def test_near_ties_in_a_sweep_are_reported() -> None:
+    check = sweeps.SweepCheck("lora", 20, 0.003, (0.001, 0.003, 0.01), 0.003, (0.90, 0.912, 0.85))
+    assert check.swept and check.near_ties == [0.001] and "within noise of it: 0.001" in check.text()
 
 
 def test_no_doubled_run_means_not_converged(tmp_path: Path) -> None:
     write_benchmark(tmp_path, (0.92, 0.93, 0.92), (0.92, 0.925, 0.93), {"full": 0.925})
-    verdict = protocol.judge(CLAIM, root=tmp_path)
+    verdict = judge(CLAIM, tmp_path)
     assert verdict.outcome == protocol.NOT_CONVERGED and "no run at 2x 20 epochs" in verdict.reason
 
 
 def test_one_seed_is_shown_not_judged(tmp_path: Path) -> None:
     write_benchmark(tmp_path, (0.80,), (0.92,), {"lora": 0.80, "full": 0.92})
-    verdict = protocol.judge(CLAIM, root=tmp_path)
+    verdict = judge(CLAIM, tmp_path)
     assert verdict.outcome == protocol.SINGLE_SEED and verdict.interval is None
     assert verdict.point == pytest.approx(0.80 / 0.92)
 
 
 def test_fewer_than_three_seeds_get_no_definite_verdict(tmp_path: Path) -> None:
     write_benchmark(tmp_path, (0.92, 0.93), (0.92, 0.925), {"lora": 0.92, "full": 0.925})
-    verdict = protocol.judge(CLAIM, root=tmp_path)
+    verdict = judge(CLAIM, tmp_path)
     assert verdict.outcome == protocol.WITHIN_NOISE and "a verdict needs 3" in verdict.reason
 
 
 def test_no_runs_is_no_verdict(tmp_path: Path) -> None:
-    verdict = protocol.judge(CLAIM, root=tmp_path)
+    verdict = judge(CLAIM, tmp_path)
     assert verdict.outcome == protocol.NOT_RUN and "python -m experiments run sentiment" in verdict.reason
 
 
@@ -220,7 +245,7 @@ def test_runs_scored_on_different_sets_are_refused(tmp_path: Path) -> None:
     data["validation"]["examples"] = "set-b"
     path.write_text(json.dumps(data))
     with pytest.raises(records.RecordError, match="different validation sets"):
-        protocol.judge(CLAIM, root=tmp_path)
+        judge(CLAIM, tmp_path)
 
 
 @pytest.mark.parametrize("comparison, low, high, outcome", [
@@ -247,14 +272,21 @@ def test_every_claim_is_well_formed() -> None:
             and c.reference != "frozen"} == {claims.MATCHES_FULL}
 
 
-def test_the_runner_plans_every_run_the_claims_read() -> None:
+def test_the_runner_plans_every_run_the_claims_read_once_their_rates_are_swept() -> None:
     from experiments import sentiment
+    from minitransformer import recipes
 
     specs = sentiment.plan()
+    ready, waiting = sentiment.runnable(sentiment.claimed_methods())
     for c in claims.CLAIMS:
         for m in filter(None, (c.method, c.reference)):
+            if m not in ready:
+                assert any(w.startswith(f"{m}: ") and "experiments.benchmark sweep --methods" in w for w in waiting)
+                continue
             assert {s.seed for s in specs if s.method == m and s.budget == 1} == {0, 1, 2}
             assert any(s.method == m and s.budget == 2 for s in specs) == (not c.exact(m)), m
+    for m in sentiment.MAIN_METHODS:  # the main methods' swept rates are the recipe's
+        assert m in ready and sentiment.learning_rate(m) == recipes.LEARNING_RATES.get(m)
     assert sentiment.epochs_of("lora_r4") == sentiment.epochs_of("lora") and sentiment.epochs_of("frozen") == 0
     with pytest.raises(ValueError, match="Unknown sentiment method"):
         sentiment.epochs_of("lora_r99")
