@@ -13,7 +13,9 @@ from typing import Callable, Iterable, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.overrides import TorchFunctionMode
 from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm as _tqdm
 
 from .tokenizer import PAD, encode, encode_words_with_labels
@@ -332,6 +334,27 @@ def training_state_memory(model: nn.Module, optimizer: torch.optim.Optimizer) ->
     if torch.cuda.is_available() and any(p.is_cuda for p in params):
         memory["cuda_peak_allocated"] = torch.cuda.max_memory_allocated()
     return memory
+
+
+class CountOps(TorchFunctionMode):
+    """Count the tensor operations a forward pass dispatches (reads like .shape are not operations)."""
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.n += getattr(func, "__name__", "") != "__get__"
+        return func(*args, **(kwargs or {}))
+
+
+@torch.no_grad()
+def forward_cost(fn: Callable[[], object]) -> tuple[int, int]:
+    """(FLOPs, tensor operations) of one call of `fn`: exact counts, unlike a clock, so two models that
+    run the same computation give equal costs on any machine, and one that does more work gives more."""
+    with FlopCounterMode(display=False) as flops, CountOps() as ops:
+        fn()
+    return flops.get_total_flops(), ops.n
 
 
 def measure_latency(fn: Callable[[], object], min_run_time: float = 0.5, num_threads: Optional[int] = None) -> float:

@@ -271,3 +271,24 @@ def test_still_rising_compares_the_last_epochs_with_the_ones_before():
     assert not still_rising(flat_gain)
     with pytest.raises(ValueError, match="at least 6"):
         still_rising([0.5, 0.6])
+
+
+def test_forward_cost_tells_a_merged_lora_from_an_unmerged_one():
+    """Chapter 3's 'no extra inference latency' check counts FLOPs and operations: it must fail for an
+    unmerged model (the extra B A x branch) and hold exactly for a merged one."""
+    import copy
+
+    from minitransformer import MiniTransformer, SequenceClassifier, TransformerConfig
+    from minitransformer.training import forward_cost
+    from solutions.lora import LoraConfig, inject_lora, merge_lora
+
+    torch.manual_seed(0)
+    base = SequenceClassifier(MiniTransformer(TransformerConfig(vocab_size=40, max_seq_len=16, d_model=16, n_layers=2,
+                                                                n_heads=2, d_ff=32, mode="gpt")), num_labels=2).eval()
+    lora = inject_lora(copy.deepcopy(base), LoraConfig(r=2), verbose=False).eval()
+    ids, mask = torch.randint(0, 40, (3, 8)), torch.ones(3, 8, dtype=torch.long)
+    base_cost = forward_cost(lambda: base(ids, mask))
+    unmerged = forward_cost(lambda: lora(ids, mask))
+    assert unmerged[0] > base_cost[0] and unmerged[1] > base_cost[1]
+    merged = merge_lora(lora)
+    assert forward_cost(lambda: merged(ids, mask)) == base_cost
