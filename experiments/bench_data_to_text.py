@@ -35,7 +35,8 @@ import torch
 
 from minitransformer.recipes import DROPOUT, fresh_backbone
 from minitransformer.data_to_text import data_to_text_loader, evaluate_lm_loss, generate_with, score_texts
-from minitransformer.training import count_parameters, majority_share, progress_bar, train, training_state_memory
+from minitransformer.measure import training_state_memory
+from minitransformer.training import count_parameters, majority_share, progress_bar, train
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 NAME = "data_to_text"

@@ -11,7 +11,8 @@ from typing import Optional
 import torch
 
 from minitransformer import recipes
-from minitransformer.training import Experiment, evaluate_accuracy, progress_bar
+from minitransformer.evaluation import evaluate_accuracy
+from minitransformer.training import Experiment, progress_bar
 
 from experiments.methods import NER_METHODS, PTV2_LENGTH, _ptv2
 from experiments.bench_sentiment import best_per_method
@@ -49,7 +50,7 @@ def _ner_recipe() -> dict:
 def run_ptv2_cell(task: str, backbone: str, method: str, seed: int, lr: Optional[float] = None,
                   num_virtual_tokens: int = PTV2_LENGTH, progress: bool = True, epochs: Optional[int] = None) -> dict:
     """One run of the P-tuning v2 chapter's benchmark, as a JSON-able dict (validation and test scores)."""
-    from minitransformer.training import evaluate_entity_f1
+    from minitransformer.evaluation import evaluate_entity_f1
 
     spec = NER_METHODS[method]
     prepare = spec.prepare

@@ -12,7 +12,8 @@ from typing import Optional
 import torch
 
 from minitransformer import recipes
-from minitransformer.training import evaluate_accuracy, progress_bar
+from minitransformer.evaluation import evaluate_accuracy
+from minitransformer.training import progress_bar
 
 from experiments.results_io import RESULTS_DIR, load_results, write_results
 

@@ -10,7 +10,8 @@ from typing import Optional
 import torch
 
 from minitransformer import recipes
-from minitransformer.training import Experiment, evaluate_accuracy
+from minitransformer.evaluation import evaluate_accuracy
+from minitransformer.training import Experiment
 
 from experiments.methods import ALL_METHODS
 from experiments.results_io import README_END, README_START, RESULTS_DIR, fill_readme_section, run_epochs

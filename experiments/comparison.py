@@ -122,7 +122,7 @@ def comparison_rows(costs: list[dict], directory: Path = RESULTS_DIR) -> list[di
 
 def markdown_table(results: dict) -> str:
     """Every method on every task it applies to: one table per task, printed by code from the results."""
-    from minitransformer.training import format_bytes
+    from minitransformer.measure import format_bytes
 
     lines = ["Every method on every task it applies to. Score: mean ± sd over seeds (validation; the probe: test, "
              "as in chapter 7), from the chapters' benchmarks; 'still rising': seeds whose validation curve still "
@@ -237,7 +237,7 @@ README_START, README_END = "<!-- benchmark:comparison -->", "<!-- /benchmark:com
 def summary_table(results: dict) -> str:
     """Methods x tasks: score ÷ full fine-tuning (the probe: its accuracy), the trainable share on sentiment, and
     the costs that decide deployment, printed by code for README."""
-    from minitransformer.training import format_bytes
+    from minitransformer.measure import format_bytes
 
     cell = {(r["task"], r["method"]): r for r in results["rows"]}
     head = ["method", "trainable (sentiment)", *(f"{t} ÷ full FT" for t in TASKS[:3]), "probe accuracy",

@@ -169,7 +169,7 @@ def file_bytes(tensors: dict[str, torch.Tensor]) -> int:
         return path.stat().st_size
 
 
-ROUNDS = 10  # timing rounds per measurement (the interleaved rounds of training.compare_latency)
+ROUNDS = 10  # timing rounds per measurement (the interleaved rounds of measure.compare_latency)
 
 
 def _rows(batch: dict, n: int) -> dict:
@@ -183,7 +183,8 @@ def measure_costs(task: str, method: str, min_run_time: float = 0.03, seed: int 
     exact measurements (counts and bytes)."""
     from solutions.lora import merge_lora
 
-    from minitransformer.training import compare_latency, count_parameters, measure_latency, training_state_memory
+    from minitransformer.measure import compare_latency, measure_latency, training_state_memory
+    from minitransformer.training import count_parameters
 
     torch.manual_seed(seed)
     model, batch, reference = build(task, method, seed)
@@ -221,7 +222,7 @@ def measure_costs(task: str, method: str, min_run_time: float = 0.03, seed: int 
     reference.eval()
     with torch.no_grad():
         for n in ((1, 32) if timings else ()):
-            # In turns with the base model; the median of the within-round ratios (training.compare_latency).
+            # In turns with the base model; the median of the within-round ratios (measure.compare_latency).
             latency = compare_latency({"base_": lambda: reference(**_rows(inputs, n)),
                                        "": lambda: model(**_rows(inputs, n))}, rounds=ROUNDS, min_run_time=min_run_time)
             for name, seconds in latency.seconds.items():

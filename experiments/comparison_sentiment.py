@@ -10,7 +10,8 @@ from typing import Callable, Optional
 import torch
 
 from minitransformer import recipes
-from minitransformer.training import evaluate_accuracy, progress_bar
+from minitransformer.evaluation import evaluate_accuracy
+from minitransformer.training import progress_bar
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 SEEDS = (0, 1, 2)

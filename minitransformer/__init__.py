@@ -4,7 +4,8 @@ from .checkpoint import CheckpointError, load_checkpoint, load_pretrained, model
 from .model import (ConfigError, MiniTransformer, ModelOutput, SequenceClassifier, TokenClassifier,
                     TransformerConfig)
 from .peft import changed_tensors, print_trainable_parameters, state_fingerprint
-from .training import compare_latency, count_parameters, freeze, get_device, measure_latency, set_seed, train, training_state_memory
+from .measure import compare_latency, measure_latency, training_state_memory
+from .training import count_parameters, freeze, get_device, set_seed, train
 
 __all__ = [
     "CheckpointError", "ConfigError", "MiniTransformer", "ModelOutput", "SequenceClassifier", "TokenClassifier",

@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 import torch
 
 from .tokenizer import EOS, SEP, special_id
-from .training import make_loader
+from .data import make_loader
 
 MAX_NEW_TOKENS = 64  # longer than every reference of the task (at most 57 tokens)
 

@@ -45,8 +45,9 @@ from .checkpoint import load_pretrained
 from .model import SequenceClassifier, TokenClassifier
 import torch
 
-from .training import (Experiment, classification_loader, fit_and_evaluate, fit_linear_probe, fit_logistic_regression,
-                       freeze, set_dropout, set_seed)
+from .data import classification_loader
+from .linear_probe import fit_linear_probe, fit_logistic_regression
+from .training import Experiment, fit_and_evaluate, freeze, set_dropout, set_seed
 
 BACKBONE = "gpt"
 N_TRAIN = 1000  # training reviews (of 2000): the low/medium-data regime PEFT papers care about
@@ -227,7 +228,7 @@ class NerSetup:
 
 def ner_setup(backbone: str = "bert", n_train: int = NER_N_TRAIN, seed: int = SEED) -> NerSetup:
     """Loaders for the NER task, encoded for `backbone` ("bert" or "gpt")."""
-    from .training import token_classification_loader
+    from .data import token_classification_loader
     from .world import load_task
 
     task = load_task("ner")
@@ -254,7 +255,7 @@ def train_ner(name: str, model: nn.Module, setup: NerSetup, method: str, *, lr: 
               progress: bool = True) -> Experiment:
     """Train `model` (its trainable parameters already chosen) with the NER recipe; score = validation entity F1,
     with the curve tracked after every epoch."""
-    from .training import evaluate_entity_f1
+    from .evaluation import evaluate_entity_f1
 
     if lr is None:
         if method not in NER_LEARNING_RATES:

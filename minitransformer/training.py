@@ -1,11 +1,13 @@
-"""Utilities every chapter shares: seeding, devices, freezing, batching, a train loop, and measurements."""
+"""The training loop every chapter shares: seeding, devices, freezing, the schedule, train(), and run records.
+
+Its neighbours, each named for its job: `data` (loaders), `evaluation` (accuracy, entity F1), `measure`
+(memory, FLOPs, latency, bytes) and `linear_probe` (the frozen baseline, fit by L-BFGS)."""
 
 from __future__ import annotations
 
 import math
 import os
 import random
-import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional, Sequence
@@ -13,12 +15,11 @@ from typing import Callable, Iterable, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.overrides import TorchFunctionMode
 from torch.utils.data import DataLoader
-from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm as _tqdm
 
-from .tokenizer import PAD, encode, encode_words_with_labels
+from .evaluation import evaluate_accuracy
+from .measure import format_bytes, training_state_memory
 
 # ----------------------------------------------------------------------------- progress
 
@@ -97,62 +98,6 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
         total += p.numel()
         trainable += p.numel() if p.requires_grad else 0
     return trainable, total
-
-
-# ----------------------------------------------------------------------------- batching
-
-
-def _collate(pad_id: int) -> Callable:
-    def collate(items: Sequence[tuple[list[int], object]]) -> dict[str, torch.Tensor]:
-        longest = max(len(ids) for ids, _ in items)
-        input_ids = torch.full((len(items), longest), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(items), longest), dtype=torch.long)
-        token_level = isinstance(items[0][1], list)
-        labels = torch.full((len(items), longest), -100, dtype=torch.long) if token_level else torch.empty(len(items), dtype=torch.long)
-        for row, (ids, label) in enumerate(items):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention_mask[row, : len(ids)] = 1
-            if token_level:
-                labels[row, : len(label)] = torch.tensor(label)
-            else:
-                labels[row] = label
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-
-    return collate
-
-
-class SeededLoader(DataLoader):
-    """A DataLoader whose shuffle order depends only on (seed, epoch).
-
-    A plain DataLoader keeps drawing from one generator, so the second training run in a
-    notebook would see a different order than the first. `train` calls `set_epoch`.
-    """
-
-    def __init__(self, *args, seed: int = 0, **kwargs):
-        super().__init__(*args, generator=torch.Generator().manual_seed(seed), **kwargs)
-        self.seed = seed
-
-    def set_epoch(self, epoch: int) -> None:
-        self.generator.manual_seed(self.seed * 100_003 + epoch)
-
-
-def make_loader(items: list, tokenizer, batch_size: int = 32, shuffle: bool = False, seed: int = 0) -> SeededLoader:
-    """A DataLoader over (ids, label) pairs that right-pads each batch. Shuffling is seeded per epoch."""
-    return SeededLoader(items, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                        collate_fn=_collate(tokenizer.token_to_id(PAD)))
-
-
-def classification_loader(examples: Iterable[dict], tokenizer, mode: str, batch_size: int = 32, shuffle: bool = False,
-                          seed: int = 0, max_len: int = 96, text_key: str = "text", label_key: str = "label") -> DataLoader:
-    items = [(encode(tokenizer, ex[text_key], mode, max_len), int(ex[label_key])) for ex in examples]
-    return make_loader(items, tokenizer, batch_size, shuffle, seed)
-
-
-def token_classification_loader(examples: Iterable[dict], tokenizer, mode: str, label_names: Sequence[str],
-                                batch_size: int = 32, shuffle: bool = False, seed: int = 0, max_len: int = 96) -> DataLoader:
-    index = {name: i for i, name in enumerate(label_names)}
-    items = [encode_words_with_labels(tokenizer, ex["tokens"], [index[t] for t in ex["tags"]], mode, max_len) for ex in examples]
-    return make_loader(items, tokenizer, batch_size, shuffle, seed)
 
 
 # ----------------------------------------------------------------------------- training
@@ -263,148 +208,6 @@ def train(model: nn.Module, loader: DataLoader, *, epochs: int = 1, lr: float = 
     return result
 
 
-@torch.no_grad()
-def evaluate_accuracy(model: nn.Module, loader: DataLoader, device: Optional[torch.device] = None) -> float:
-    """Share of correct predictions; token-level labels of -100 are ignored."""
-    device = device or next(model.parameters()).device
-    model.eval()
-    correct = total = 0
-    for batch in loader:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        labels = batch.pop("labels")
-        predictions = model(**batch).logits.argmax(dim=-1)
-        keep = labels != -100
-        correct += (predictions[keep] == labels[keep]).sum().item()
-        total += keep.sum().item()
-    return correct / max(total, 1)
-
-
-def bio_spans(tags: Sequence[str]) -> set[tuple[int, int, str]]:
-    """Entity spans (start, end, type) from BIO tags; an I- without a B- starts a new span."""
-    spans, start, kind = set(), None, None
-    for i, tag in enumerate([*tags, "O"]):
-        if start is not None and not (tag.startswith("I-") and tag[2:] == kind):
-            spans.add((start, i, kind))
-            start = kind = None
-        if tag.startswith("B-") or (tag.startswith("I-") and start is None):
-            start, kind = i, tag[2:]
-    return spans
-
-
-@torch.no_grad()
-def evaluate_entity_f1(model: nn.Module, loader: DataLoader, label_names: Sequence[str],
-                       device: Optional[torch.device] = None) -> float:
-    """Entity-level micro F1 (exact span and type), the CoNLL metric, over first sub-words."""
-    device = device or next(model.parameters()).device
-    model.eval()
-    tp = n_pred = n_gold = 0
-    for batch in loader:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        labels = batch.pop("labels")
-        predictions = model(**batch).logits.argmax(dim=-1)
-        for pred_row, gold_row in zip(predictions, labels):
-            keep = gold_row != -100
-            gold = bio_spans([label_names[i] for i in gold_row[keep].tolist()])
-            pred = bio_spans([label_names[i] for i in pred_row[keep].tolist()])
-            tp, n_pred, n_gold = tp + len(gold & pred), n_pred + len(pred), n_gold + len(gold)
-    precision, recall = tp / max(n_pred, 1), tp / max(n_gold, 1)
-    return 0.0 if tp == 0 else 2 * precision * recall / (precision + recall)
-
-
-# ----------------------------------------------------------------------------- measurements
-
-
-def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
-def training_state_memory(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, int]:
-    """Bytes held by the real parameter, gradient and optimizer-state tensors (call after a step).
-
-    On CUDA the peak allocated memory is added, which also counts activations.
-    """
-    params = {id(p): p for p in model.parameters()}.values()
-    state = [v for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
-    memory = {
-        "parameters": tensor_bytes(params),
-        "gradients": tensor_bytes(p.grad for p in params if p.grad is not None),
-        "optimizer_state": tensor_bytes(state),
-    }
-    memory["total"] = sum(memory.values())
-    if torch.cuda.is_available() and any(p.is_cuda for p in params):
-        memory["cuda_peak_allocated"] = torch.cuda.max_memory_allocated()
-    return memory
-
-
-class CountOps(TorchFunctionMode):
-    """Count the tensor operations a forward pass dispatches (reads like .shape are not operations)."""
-
-    def __init__(self):
-        super().__init__()
-        self.n = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        self.n += getattr(func, "__name__", "") != "__get__"
-        return func(*args, **(kwargs or {}))
-
-
-@torch.no_grad()
-def forward_cost(fn: Callable[[], object]) -> tuple[int, int]:
-    """(FLOPs, tensor operations) of one call of `fn`: exact counts, unlike a clock, so two models that
-    run the same computation give equal costs on any machine, and one that does more work gives more."""
-    with FlopCounterMode(display=False) as flops, CountOps() as ops:
-        fn()
-    return flops.get_total_flops(), ops.n
-
-
-def measure_latency(fn: Callable[[], object], min_run_time: float = 0.5, num_threads: Optional[int] = None) -> float:
-    """Median seconds per call of `fn`, measured with torch.utils.benchmark (warm-up and sync included)."""
-    import torch.utils.benchmark as benchmark
-
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=num_threads or torch.get_num_threads())
-    return timer.blocked_autorange(min_run_time=min_run_time).median
-
-
-@dataclass
-class LatencyComparison:
-    seconds: dict[str, float]  # median seconds per call, over the rounds
-    ratio: dict[str, float]  # median over the rounds of (this call's time / the first call's time in that round)
-
-
-def compare_latency(calls: dict[str, Callable[[], object]], rounds: int = 20, min_run_time: float = 0.03,
-                    num_threads: int = 1) -> LatencyComparison:
-    """Time several calls against the first one (the baseline), in `rounds` interleaved rounds.
-
-    A shared machine's speed drifts over seconds. Timing one model after the other lets a slow
-    spell land on one of them only; in interleaved rounds every model of a round meets the same
-    machine, so the ratio within a round cancels the drift, and the median over rounds drops the
-    rounds a hiccup hit. One thread: on a 2-core laptop, 2 threads are the noisiest.
-    Include a second copy of the baseline as a control: its ratio shows how far from 1.00 the
-    noise alone goes.
-    """
-    if not calls or rounds < 1:
-        raise ValueError(f"compare_latency needs at least one call and one round, got {len(calls)} call(s) and "
-                         f"rounds={rounds}; pass {{'base': lambda: base(x), 'other': lambda: other(x)}} and rounds >= 1.")
-    for fn in calls.values():  # warm up: the first calls of a model or of a new shape are slower
-        measure_latency(fn, min_run_time=min_run_time, num_threads=num_threads)
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, fn in calls.items():
-            times[name].append(measure_latency(fn, min_run_time=min_run_time, num_threads=num_threads))
-    baseline = times[next(iter(calls))]
-    return LatencyComparison(
-        seconds={name: statistics.median(ts) for name, ts in times.items()},
-        ratio={name: statistics.median(t / b for t, b in zip(ts, baseline)) for name, ts in times.items()})
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
-
-
 # ----------------------------------------------------------------------------- experiments
 
 
@@ -495,87 +298,6 @@ def fit_and_evaluate(name: str, model: nn.Module, train_loader: DataLoader, eval
         warnings.warn(f"{name}: training accuracy {experiment.train_accuracy:.3f} is at the majority-class share "
                       f"{experiment.majority:.3f}: the run never left the one-class plateau. Its score says nothing "
                       f"about the method; raise the learning rate or train longer.", PlateauWarning, stacklevel=2)
-    return experiment
-
-
-@torch.no_grad()
-def pooled_features(model: nn.Module, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features (N, d), labels (N,)): what a SequenceClassifier's head sees, computed once."""
-    device = next(model.parameters()).device
-    model.eval()
-    features, labels = [], []
-    for batch in loader:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        hidden = model.backbone(batch["input_ids"], batch["attention_mask"], return_logits=False).hidden_states
-        features.append(model.pool(hidden, batch["attention_mask"]).float().cpu())
-        labels.append(batch["labels"].cpu())
-    return torch.cat(features), torch.cat(labels)
-
-
-def fit_logistic_regression(x_train: torch.Tensor, y_train: torch.Tensor, x_eval: torch.Tensor, y_eval: torch.Tensor,
-                            l2_grid: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1)):
-    """Multinomial logistic regression with an L2 penalty, fit to convergence with L-BFGS per strength.
-
-    Returns (eval accuracy, l2, weight (C, d), bias (C,), optimizer) of the strength that scores best on
-    the eval set. Inputs should be standardised (unit scale per feature) for L-BFGS to converge well.
-    """
-    num_classes = int(max(y_train.max(), y_eval.max())) + 1
-    best = None
-    for l2 in l2_grid:
-        weight = torch.zeros(num_classes, x_train.shape[1], requires_grad=True)
-        bias = torch.zeros(num_classes, requires_grad=True)
-        optimizer = torch.optim.LBFGS([weight, bias], max_iter=500, tolerance_grad=1e-6, line_search_fn="strong_wolfe")
-
-        def closure():
-            optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(x_train @ weight.T + bias, y_train) + l2 * weight.pow(2).sum()
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
-        with torch.no_grad():
-            score = ((x_eval @ weight.T + bias).argmax(-1) == y_eval).float().mean().item()
-        if best is None or score > best[0]:
-            best = (score, l2, weight.detach(), bias.detach(), optimizer)
-    return best
-
-
-def _tensors_in(value) -> list[torch.Tensor]:
-    """Every tensor inside nested dicts and lists (L-BFGS keeps its history in lists)."""
-    if torch.is_tensor(value):
-        return [value]
-    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else []
-    return [t for item in items for t in _tensors_in(item)]
-
-
-def fit_linear_probe(name: str, model: nn.Module, train_loader: DataLoader, eval_loader: DataLoader, *,
-                     l2_grid: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1)) -> Experiment:
-    """The frozen baseline done right: an L2 logistic regression on standardised frozen features.
-
-    The backbone's features are computed once; the head is fit to convergence with L-BFGS (as
-    scikit-learn's LogisticRegression does) for each L2 strength in `l2_grid`, the best on
-    `eval_loader` is kept, and the standardisation is folded into `model.head`, so the result is
-    an ordinary SequenceClassifier. Only `model.head` changes.
-    """
-    if any(p.requires_grad for p in model.backbone.parameters()):
-        raise ValueError("fit_linear_probe trains the head of a frozen backbone: call freeze(model.backbone) first.")
-    start = time.perf_counter()
-    x_train, y_train = pooled_features(model, train_loader)
-    x_eval, y_eval = pooled_features(model, eval_loader)
-    mean, std = x_train.mean(0), x_train.std(0).clamp_min(1e-6)
-    z_train, z_eval = (x_train - mean) / std, (x_eval - mean) / std  # (N, d), unit scale per feature
-    score, l2, weight, bias, optimizer = fit_logistic_regression(z_train, y_train, z_eval, y_eval, l2_grid)
-    with torch.no_grad():  # head(x) = W (x - mean) / std + b, folded into one nn.Linear
-        model.head.weight.copy_(weight / std)
-        model.head.bias.copy_(bias - (weight / std) @ mean)
-        train_accuracy = ((z_train @ weight.T + bias).argmax(-1) == y_train).float().mean().item()
-    trainable, total = count_parameters(model)
-    params = {id(p): p for p in model.parameters()}.values()
-    memory = {"parameters": tensor_bytes(params), "gradients": tensor_bytes(model.head.parameters()),
-              "optimizer_state": tensor_bytes(_tensors_in(optimizer.state_dict()["state"]))}
-    memory["total"] = sum(memory.values())
-    experiment = Experiment(f"{name} (L2 {l2:g})", score, trainable, total, [], time.perf_counter() - start, memory,
-                            model, [], train_accuracy, majority_share(train_loader))
     return experiment
 
 

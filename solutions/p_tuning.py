@@ -14,7 +14,9 @@ import torch.nn.functional as F
 from minitransformer.model import MiniTransformer
 from minitransformer.peft import PeftConfig
 from minitransformer.tokenizer import CLS, MASK, SEP
-from minitransformer.training import PlateauWarning, evaluate_accuracy, freeze, make_loader
+from minitransformer.data import make_loader
+from minitransformer.evaluation import evaluate_accuracy
+from minitransformer.training import PlateauWarning, freeze
 
 INPUT_SLOT, ANSWER_SLOT = "[X]", "[Y]"  # where a template puts the input and the answer
 REPARAMETERIZATIONS = ("LSTM", "MLP", "NONE")

@@ -8,7 +8,10 @@ from minitransformer import (MiniTransformer, SequenceClassifier, TransformerCon
                              freeze, load_pretrained, print_trainable_parameters, state_fingerprint,
                              training_state_memory)
 from minitransformer.tokenizer import encode, encode_words_with_labels
-from minitransformer.training import bio_spans, classification_loader, get_device, measure_latency, train
+from minitransformer.data import classification_loader
+from minitransformer.evaluation import bio_spans
+from minitransformer.measure import measure_latency
+from minitransformer.training import get_device, train
 
 
 def tiny_classifier():
@@ -176,7 +179,7 @@ def test_a_run_that_never_leaves_the_plateau_is_flagged():
 
 
 def test_linear_probe_fits_standardised_features_and_changes_only_the_head():
-    from minitransformer.training import fit_linear_probe, pooled_features
+    from minitransformer.linear_probe import fit_linear_probe, pooled_features
 
     model = tiny_classifier()
     freeze(model.backbone)
@@ -279,7 +282,7 @@ def test_forward_cost_tells_a_merged_lora_from_an_unmerged_one():
     import copy
 
     from minitransformer import MiniTransformer, SequenceClassifier, TransformerConfig
-    from minitransformer.training import forward_cost
+    from minitransformer.measure import forward_cost
     from solutions.lora import LoraConfig, inject_lora, merge_lora
 
     torch.manual_seed(0)
