@@ -10,8 +10,12 @@ This package sits beside the backbone (``minitransformer/``) and the reference s
 - :mod:`experiments.claims`: every claim the course judges, with its paper's number and its
   threshold fixed before any run; ``verdict_table(chapter)`` is a lesson's verdict cell.
 - :mod:`experiments.records`: the results' JSON schema, one file per run.
-- :mod:`experiments.runner` and :mod:`experiments.sentiment`: the runs, resumable, with a
-  progress bar and an ETA.
+- :mod:`experiments.sweeps`: whether a method's learning rate was swept at its final budget.
+- :mod:`experiments.runner` and :mod:`experiments.sentiment`: the protocol's runs, resumable,
+  with a progress bar and an ETA.
+- :mod:`experiments.methods`: the methods the benchmarks run, declared once.
+- :mod:`experiments.benchmark` (``python -m experiments.benchmark ...``): the chapters' own
+  benchmarks (``bench_*.py``, ``comparison*.py``) and README's generated tables.
 
 Command line::
 
