@@ -46,6 +46,7 @@ from curriculum import grading, tamper
 from curriculum.tamper import private_copy
 
 GRACE_S = 10.0  # on top of the per-test limit, before the parent kills a child
+MAX_RESTARTS = 3  # fresh processes after a test hung or crashed; then the notebook's remaining tests are not run
 STARTUP_S = 120.0  # forking and importing the graded tests
 MAX_TEXT = 4000  # longest message or details accepted from a child
 
@@ -369,10 +370,14 @@ def grade_in_processes(
         running.remove(run)
         result = _finish(run, None)
         remaining = [t for t in job.tests if t not in result.results and t != hung]
-        go_on = bool(remaining) and not result.flags
+        go_on = bool(remaining) and not result.flags and run.restarts < MAX_RESTARTS
         if go_on and "went on" not in why:
             why += "; the other tests went on in a fresh process"
         result.results[hung] = TestResult(status, f"not completed: {why}", result.output, by_parent=True)
+        if remaining and not go_on and not result.flags:
+            result.problem_kind = status
+            result.problem = (f"{MAX_RESTARTS + 1} tests hung or crashed their grading process, so the remaining "
+                              f"{len(remaining)} were not run")
         if go_on:
             running.append(_start(Job(job.key, job.notebook, remaining, job.timeout), result, run.restarts + 1))
         else:

@@ -339,3 +339,21 @@ def test_hidden_tests_are_graded_and_reported_separately_with_csv_and_feedback(t
     # The student's feedback does not give the hidden tests away; the instructor's JSON has them.
     assert "negative" not in feedback and "test_add_negative" not in feedback
     assert bob["tests"][3]["name"] == "test_add_negative" and "negative" in bob["tests"][3]["message"]
+
+
+def test_a_notebook_that_hangs_in_every_test_stops_being_restarted(tmp_path: Path, monkeypatch) -> None:
+    """A hang costs one test and the rest go on in a fresh process, but not forever: after MAX_RESTARTS
+    fresh processes the notebook's remaining tests are not run (one notebook cannot hold up a class)."""
+    from curriculum import isolation
+
+    monkeypatch.setattr(isolation, "GRACE_S", 0.5)
+    monkeypatch.setattr(isolation, "MAX_RESTARTS", 1)
+    (tmp_path / "test_demo.py").write_text(GRADED)
+    stuck = "import signal\n\n\ndef spin(*args):\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n    while True:\n" \
+            "        pass\n\n\nadd = double = halve = spin\n"
+    path = write(tmp_path / "03_demo.ipynb", notebook(stuck))
+    refs = [isolation.TestRef(str(tmp_path / "test_demo.py"), name) for name in ("test_add", "test_double", "test_halve")]
+    result = isolation.grade_in_processes([isolation.Job("demo", str(path), refs, 0.5)], workers=1)["demo"]
+    assert [result.results[r].status for r in refs[:2]] == ["timeout", "timeout"]
+    assert refs[2] not in result.results and result.problem_kind == "timeout"
+    assert "the remaining 1 were not run" in result.problem
