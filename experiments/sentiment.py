@@ -88,10 +88,15 @@ def learning_rate(method: str):
     epochs = epochs_of(method)
     if not epochs:
         return None
-    family = ALL_METHODS[method].lr_key
-    check = sentiment_sweep_check(method, epochs, recipes.LEARNING_RATES.get(family))
-    if not check.grid or not check.grid[0] < check.best < check.grid[-1]:
+    family = ALL_METHODS[method].lr_key  # a main method's rate must also be the recipe's; a variant's is its own
+    check = sentiment_sweep_check(method, epochs, recipes.LEARNING_RATES.get(family) if family == method else None)
+    if not check.grid:
         raise ValueError(f"{check.text()}: sweep it first, `python -m experiments.benchmark sweep --methods {method}`")
+    if not check.grid[0] < check.best < check.grid[-1]:
+        step = check.grid[1] / check.grid[0] if len(check.grid) > 1 else 10 ** 0.5
+        beyond = check.best / step if check.best == check.grid[0] else check.best * step
+        raise ValueError(f"{check.text()}: widen its grid, `python -m experiments.benchmark sweep --methods {method} "
+                         f"--lrs {beyond:.1g}`")
     return check.best
 
 

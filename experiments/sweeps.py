@@ -47,7 +47,7 @@ class SweepCheck:
             return f"{self.method}: its learning rate was not swept at {self.epochs} epochs"
         grid = ", ".join(f"{lr:g}" for lr in self.grid)
         where = "inside" if self.grid[0] < self.best < self.grid[-1] else "AT THE EDGE of"
-        used = "" if self.used is not None and math.isclose(self.best, self.used) else f"; the runs use {self.used:g}"
+        used = "" if self.used is None or math.isclose(self.best, self.used) else f"; the runs use {self.used:g}"
         ties = f"; within noise of it: {', '.join(f'{lr:g}' for lr in self.near_ties)}" if self.near_ties else ""
         return f"{self.method}: best rate {self.best:g} at {self.epochs} epochs, {where} [{grid}]{used}{ties}"
 

@@ -281,7 +281,7 @@ def test_the_runner_plans_every_run_the_claims_read_once_their_rates_are_swept()
     for c in claims.CLAIMS:
         for m in filter(None, (c.method, c.reference)):
             if m not in ready:
-                assert any(w.startswith(f"{m}: ") and "experiments.benchmark sweep --methods" in w for w in waiting)
+                assert any(w.startswith(f"{m}: ") and f"experiments.benchmark sweep --methods {m}" in w for w in waiting)
                 continue
             assert {s.seed for s in specs if s.method == m and s.budget == 1} == {0, 1, 2}
             assert any(s.method == m and s.budget == 2 for s in specs) == (not c.exact(m)), m
