@@ -156,12 +156,17 @@ def plot_convergence(chapter: int, *, root=None, ax=None):
     from experiments import records
     from experiments.protocol import DOUBLED
 
+    from matplotlib.colors import to_hex
+
     ax = ax or plt.subplots(figsize=(6.5, 3.6))[1]
+    taken = {to_hex(c) for c in METHOD_COLORS.values()}
+    spare = iter(c for c in plt.get_cmap("tab10").colors if to_hex(c) not in taken)  # for the variants
     methods = []
     for c in claims_of(chapter):
         for m in (c.method, c.reference):
             if m and m not in methods and not c.exact(m):
                 methods.append(m)
+    colors = {m: METHOD_COLORS.get(m) or next(spare) for m in methods}
     for m in methods:
         epochs = claims_of(chapter)[0].epochs(m)
         for budget, style in ((1, "-"), (DOUBLED, "--")):
@@ -170,7 +175,7 @@ def plot_convergence(chapter: int, *, root=None, ax=None):
                 continue
             curve = run["curve"]
             x = [(i + 1) / len(curve) for i in range(len(curve))]
-            ax.plot(x, curve, style, color=METHOD_COLORS.get(m), label=f"{m}, {budget * epochs} epochs")
+            ax.plot(x, curve, style, color=colors[m], label=f"{m}, {budget * epochs} epochs")
     ax.set(xlabel="fraction of the run's budget", ylabel="validation accuracy", title="Seed 0: budget and twice it")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
