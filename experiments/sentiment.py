@@ -92,7 +92,7 @@ def learning_rate(method: str):
     check = sentiment_sweep_check(method, epochs, recipes.LEARNING_RATES.get(family) if family == method else None)
     if not check.grid:
         raise ValueError(f"{check.text()}: sweep it first, `python -m experiments.benchmark sweep --methods {method}`")
-    if not check.grid[0] < check.best < check.grid[-1]:
+    if not check.inside:
         step = check.grid[1] / check.grid[0] if len(check.grid) > 1 else 10 ** 0.5
         beyond = check.best / step if check.best == check.grid[0] else check.best * step
         raise ValueError(f"{check.text()}: widen its grid, `python -m experiments.benchmark sweep --methods {method} "

@@ -28,10 +28,14 @@ class SweepCheck:
     examples: int = 500
 
     @property
+    def inside(self) -> bool:
+        """The sweep's best rate is strictly inside its grid (at an edge, the grid was too narrow)."""
+        return bool(self.grid) and self.best is not None and self.grid[0] < self.best < self.grid[-1]
+
+    @property
     def swept(self) -> bool:
         """A sweep at this budget whose best rate is strictly inside its grid and is the rate in use."""
-        return bool(self.grid) and self.best is not None and self.grid[0] < self.best < self.grid[-1] \
-            and self.used is not None and math.isclose(self.best, self.used)
+        return self.inside and self.used is not None and math.isclose(self.best, self.used)
 
     @property
     def near_ties(self) -> list[float]:
@@ -46,7 +50,7 @@ class SweepCheck:
         if not self.grid:
             return f"{self.method}: its learning rate was not swept at {self.epochs} epochs"
         grid = ", ".join(f"{lr:g}" for lr in self.grid)
-        where = "inside" if self.grid[0] < self.best < self.grid[-1] else "AT THE EDGE of"
+        where = "inside" if self.inside else "AT THE EDGE of"
         used = "" if self.used is None or math.isclose(self.best, self.used) else f"; the runs use {self.used:g}"
         ties = f"; within noise of it: {', '.join(f'{lr:g}' for lr in self.near_ties)}" if self.near_ties else ""
         return f"{self.method}: best rate {self.best:g} at {self.epochs} epochs, {where} [{grid}]{used}{ties}"
