@@ -22,7 +22,7 @@ def run_one(method: str, seed: int, lr: Optional[float] = None, progress: bool =
     if method not in ALL_METHODS:
         raise ValueError(f"Unknown method {method!r}; choose from {list(ALL_METHODS)}.")
     spec = ALL_METHODS[method]
-    setup = recipes.sentiment_setup(seed=seed, backbone=spec.backbone)
+    setup = recipes.sentiment_setup(seed=seed, backbone=spec.backbone, template=spec.template)
     if spec.prepare is None:
         experiment = recipes.frozen_probe(setup, seed=seed)
         lr = None

@@ -34,23 +34,31 @@ class Claim:
     comparison: str  # ">=" or "<=": the claim holds when the statistic is on this side of the threshold
     threshold: float
     metric: str = "validation accuracy"
+    versus: tuple[str, str] | None = None  # statistic "ratio_gain": (method ÷ reference) − (versus[0] ÷ versus[1])
+
+    @property
+    def methods(self) -> list[str]:
+        """Every method whose runs the claim reads, the claim's method first."""
+        return [self.method] + ([self.reference] if self.reference else []) + list(self.versus or ())
 
     def epochs(self, method: str) -> int:
         """The method's final budget on the claim's task."""
-        from experiments import sentiment
+        from experiments.tasks import task_module
 
-        if self.task == "sentiment":
-            return sentiment.epochs_of(method)
-        raise ValueError(f"no protocol runs for task {self.task!r} yet")
+        return task_module(self.task).epochs_of(method)
 
     def exact(self, method: str) -> bool:
-        """Fit to convergence by construction (the L-BFGS linear probe), so no doubled run is needed."""
-        return method == "frozen"
+        """Fit to convergence by construction (the L-BFGS linear probe, a hand-written prompt): no doubled run."""
+        from experiments.tasks import task_module
+
+        return task_module(self.task).exact(method)
 
     @property
     def rule(self) -> str:
         what = {"ratio": f"{self.method} ÷ {self.reference}", "difference": f"{self.method} − {self.reference}",
-                "value": self.method}[self.statistic]
+                "value": self.method,
+                "ratio_gain": f"{self.method} ÷ {self.reference} − " + " ÷ ".join(self.versus or ("?", "?"))
+                }[self.statistic]
         return f"{what} {self.comparison} {self.threshold:g}"
 
 
@@ -82,6 +90,32 @@ CLAIMS = [
     Claim("adapters.beats_frozen", 5, "Training adapters inside the frozen model beats training a head on it",
           "the low baseline every PEFT paper assumes (BitFit's 'Frozen')", "better (no single number)",
           "sentiment", "adapters", "frozen", "ratio", ">=", 1.0),
+    # Chapter 6: prompt tuning (Lester et al. 2021), read through a verbaliser after a template.
+    Claim("prompt_tuning.learns", 6, "A soft prompt alone, on a frozen model, learns the task",
+          "Lester et al. 2021, Figure 1", "well above chance at every T5 size",
+          "sentiment", "prompt_tuning", "frozen", "ratio", ">=", 1.0),
+    Claim("prompt_tuning.weak_on_small_models", 6, "On a small model, prompt tuning is far below fine-tuning",
+          "Lester et al. 2021, Figure 1, T5-Small / T5-Base", "far below model tuning (parity only near 11B)",
+          "sentiment", "prompt_tuning", "full", "ratio", "<=", FAR_BELOW),
+    Claim("prompt_tuning.gap_closes_with_scale", 6, "The gap to fine-tuning closes as the model grows",
+          "Lester et al. 2021, Figure 1", "T5-Small → XXL: from far below to parity",
+          "sentiment", "prompt_tuning", "full", "ratio_gain", ">=", 0.0, versus=("prompt_tuning_d32", "full_d32")),
+    Claim("prompt_tuning.label_init_beats_random", 6, "Initialising the prompt from the class labels beats random init",
+          "Lester et al. 2021, Figure 3(b)", "class label > sampled vocab > random, largest gap on small models",
+          "sentiment", "prompt_tuning", "prompt_tuning_random", "difference", ">=", 0.0),
+    Claim("prompt_tuning.20_tokens_enough", 6, "About 20 prompt tokens are enough",
+          "Lester et al. 2021, Figure 3(a)", "20 tokens about as good as 100-150 (beyond T5-Small)",
+          "sentiment", "prompt_tuning", "prompt_tuning_p32", "ratio", ">=", MATCHES_FULL),
+    # Chapter 7: P-tuning (Liu et al. 2021) on the knowledge probe, GPT backbone.
+    Claim("p_tuning.beats_handwritten", 7, "Continuous prompts beat hand-written ones on knowledge probing",
+          "Liu et al. 2021 (GPT Understands, Too), Table 1, LAMA", "P-tuning far above manual prompts, every model",
+          "probe", "p_tuning", "handwritten", "difference", ">=", 0.0, metric="validation accuracy (probes)"),
+    Claim("p_tuning.encoder_beats_plain", 7, "The LSTM prompt encoder beats training the vectors directly",
+          "Liu et al. 2021, section 3 (reparameterisation)", "the encoder trains better (no single number)",
+          "probe", "p_tuning", "p_tuning_none", "difference", ">=", 0.0, metric="validation accuracy (probes)"),
+    Claim("p_tuning.anchors_help", 7, "An anchor word in the template helps",
+          "Liu et al. 2021, section 3 (anchors, on RTE)", "helps where it marks a relation between inputs",
+          "probe", "p_tuning_anchors", "p_tuning", "difference", ">=", 0.0, metric="validation accuracy (probes)"),
 ]
 BY_ID = {c.id: c for c in CLAIMS}
 
@@ -161,16 +195,16 @@ def plot_convergence(chapter: int, *, root=None, ax=None):
     ax = ax or plt.subplots(figsize=(6.5, 3.6))[1]
     taken = {to_hex(c) for c in METHOD_COLORS.values()}
     spare = iter(c for c in plt.get_cmap("tab10").colors if to_hex(c) not in taken)  # for the variants
-    methods = []
+    methods = {}  # method -> the claim that reads it (its task and budget)
     for c in claims_of(chapter):
-        for m in (c.method, c.reference):
-            if m and m not in methods and not c.exact(m):
-                methods.append(m)
+        for m in c.methods:
+            if m not in methods and not c.exact(m):
+                methods[m] = c
     colors = {m: METHOD_COLORS.get(m) or next(spare) for m in methods}
-    for m in methods:
-        epochs = claims_of(chapter)[0].epochs(m)
+    for m, claim in methods.items():
+        epochs = claim.epochs(m)
         for budget, style in ((1, "-"), (DOUBLED, "--")):
-            run = records.load_run(claims_of(chapter)[0].task, m, budget * epochs, 0, root)
+            run = records.load_run(claim.task, m, budget * epochs, 0, root)
             if run is None or not run["curve"]:
                 continue
             curve = run["curve"]
@@ -183,15 +217,15 @@ def plot_convergence(chapter: int, *, root=None, ax=None):
 
 
 def convergence_report(methods=None, *, task: str = "sentiment", root=None) -> str:
-    """The convergence test of each method (default: the sentiment benchmark's main methods), one line each."""
-    from experiments import records, sentiment
+    """The convergence test of each method (default: the methods the task's claims read), one line each."""
+    from experiments import records
     from experiments.protocol import SEEDS, convergence_of
+    from experiments.tasks import task_module
 
-    if task != sentiment.TASK:
-        raise ValueError(f"no protocol runs for task {task!r} yet")
+    module = task_module(task)
     lines = []
-    for m in methods or sentiment.MAIN_METHODS:
-        epochs = sentiment.epochs_of(m)
+    for m in methods or getattr(module, "MAIN_METHODS", None) or module.claimed_methods():
+        epochs = module.epochs_of(m)
         runs = records.load_runs(task, m, epochs, SEEDS, root)
         if not runs:
             lines.append(f"{m}: no recorded runs (python -m experiments run {task})")

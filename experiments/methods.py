@@ -21,6 +21,7 @@ class Method:
     prepare: Optional[Callable] = None  # model -> model, choosing what trains; None for the frozen probe
     family: str = ""  # the LEARNING_RATES key (default: name)
     backbone: str = recipes.BACKBONE  # the pretrained checkpoint it adapts
+    template: Optional[str] = None  # text after each review instead of [EOS] (a verbaliser reads the next word)
 
     @property
     def lr_key(self) -> str:
@@ -54,6 +55,31 @@ def _adapters(bottleneck_size: int = 8):
     return prepare
 
 
+# Prompt tuning (chapter 6) reads the class from the frozen LM head after a template: no task head at all.
+PT_TEMPLATE = " Overall, it was a"  # the reviews' own verdict phrasing ("Overall, it was a good evening")
+PT_VERBALIZER = [" bad", " good"]  # label words of classes 0 and 1; each one token
+PT_INIT_TEXT = " bad good"  # "class-label" init (TEXT): the label words, repeated to fill the prompt
+PT_MAX_PROMPT = 32  # the context left: max_seq_len 128 - inputs truncated to 96 tokens
+
+
+def _prompt_tuning(num_virtual_tokens: int = 20, init: str = "TEXT"):
+    def prepare(model):
+        import torch
+
+        from minitransformer.checkpoint import CHECKPOINT_DIR
+        from minitransformer.tokenizer import load_tokenizer
+        from solutions.prompt_tuning import PromptTuningClassifier, PromptTuningConfig
+
+        tokenizer = load_tokenizer(CHECKPOINT_DIR / "tokenizer.json")  # every backbone of the ladder shares it
+        config = PromptTuningConfig(num_virtual_tokens=num_virtual_tokens, prompt_tuning_init=init,
+                                    prompt_tuning_init_text=PT_INIT_TEXT if init == "TEXT" else None,
+                                    verbalizer=PT_VERBALIZER,
+                                    init_seed=torch.initial_seed())  # the run's seed (fresh_classifier set it)
+        return PromptTuningClassifier(model.backbone, tokenizer, config)
+
+    return prepare
+
+
 # The main configuration of every method: the chapters' headline runs.
 METHODS = {m.name: m for m in [
     Method("full", "full fine-tuning", lambda model: model),
@@ -74,6 +100,16 @@ ABLATIONS = {m.name: m for m in [
     Method("adapters_m2", "adapters m=2", _adapters(2), "adapters"),
     Method("adapters_m32", "adapters m=32", _adapters(32), "adapters"),
     Method("full_bert", "full fine-tuning, BERT-mode backbone", lambda model: model, "full", backbone="bert"),
+    # Chapter 6: prompt tuning, its init and length variants, and the scale ladder (narrower backbones).
+    Method("prompt_tuning", "prompt tuning P=20, label init", _prompt_tuning(), template=PT_TEMPLATE),
+    Method("prompt_tuning_random", "prompt tuning P=20, random init", _prompt_tuning(init="RANDOM"), "prompt_tuning",
+           template=PT_TEMPLATE),
+    Method("prompt_tuning_p32", f"prompt tuning P={PT_MAX_PROMPT}, label init", _prompt_tuning(PT_MAX_PROMPT),
+           "prompt_tuning", template=PT_TEMPLATE),
+    *(Method(f"prompt_tuning_{size}", f"prompt tuning P=20, label init, {size}", _prompt_tuning(), "prompt_tuning",
+             backbone=f"gpt_{size}", template=PT_TEMPLATE) for size in ("d16", "d32")),
+    *(Method(f"full_{size}", f"full fine-tuning, {size}", lambda model: model, "full", backbone=f"gpt_{size}")
+      for size in ("d16", "d32")),
 ]}
 ALL_METHODS = {**METHODS, **ABLATIONS}
 

@@ -125,11 +125,12 @@ def _same_examples(runs: Iterable[dict], split: str) -> bool:
 
 
 def _point(claim, runs: dict[str, dict[int, dict]], seed: int, split: str) -> float:
-    from experiments.stats import STATISTICS
+    from experiments.stats import STATISTICS, STATISTICS_OF_FOUR
 
-    a = runs[claim.method][seed][split]["accuracy"]
-    b = runs[claim.reference][seed][split]["accuracy"] if claim.reference else 0.0
-    return float(STATISTICS[claim.statistic](np.array([a]), np.array([b]))[0])
+    scores = [np.array([runs[m][seed][split]["accuracy"]]) for m in claim.methods]
+    if claim.statistic in STATISTICS_OF_FOUR:
+        return float(STATISTICS_OF_FOUR[claim.statistic](*scores)[0])
+    return float(STATISTICS[claim.statistic](scores[0], scores[1] if claim.reference else np.zeros(1))[0])
 
 
 def convergence_of(task: str, method: str, epochs: int, runs: dict[int, dict], *, exact: bool = False,
@@ -158,17 +159,18 @@ def judge(claim, *, root=None, split: str = "validation", sweeps=None) -> Verdic
     """The claim's verdict from the recorded runs (see the module docstring for the rule).
 
     ``sweeps(method, epochs, lr)`` gives a method's :class:`experiments.sweeps.SweepCheck`
-    (default: the committed sentiment sweep).
+    (default: the claim's task's committed sweep).
     """
+    from experiments.tasks import task_module
+
+    task = task_module(claim.task)
     if sweeps is None:
-        from experiments.sweeps import sentiment_sweep_check as sweeps
-    methods = [claim.method] + ([claim.reference] if claim.reference else [])
+        sweeps = task.sweep_check
+    methods = claim.methods
     runs = {m: records.load_runs(claim.task, m, claim.epochs(m), SEEDS, root) for m in methods}
     if not all(runs.values()):
         missing = [m for m in methods if not runs[m]]
-        from experiments import sentiment
-
-        waiting = sentiment.runnable(missing)[1] if claim.task == sentiment.TASK else []
+        waiting = task.runnable(missing)[1]
         how = "; ".join(waiting) if waiting else f"run `python -m experiments run {claim.task}`"
         return Verdict(claim, NOT_RUN, f"no recorded runs of {', '.join(missing)} at {claim.task}: {how}")
     seeds = sorted(set.intersection(*(set(r) for r in runs.values())))
@@ -181,9 +183,8 @@ def judge(claim, *, root=None, split: str = "validation", sweeps=None) -> Verdic
     if len(seeds) < 2:
         return Verdict(claim, SINGLE_SEED, f"seed {seeds[0]} only: its point value is shown, never judged", None, seeds,
                        convergence, point=_point(claim, runs, seeds[0], split))
-    a = _vectors(runs[claim.method], seeds, split)
-    b = _vectors(runs[claim.reference], seeds, split) if claim.reference else None
-    interval = paired_interval(a, b, statistic=claim.statistic)
+    a, b, *cd = [_vectors(runs[m], seeds, split) for m in methods] + ([None] if not claim.reference else [])
+    interval = paired_interval(a, b, statistic=claim.statistic, **dict(zip("cd", cd)))
     side = decide(interval, claim.comparison, claim.threshold)
     sweep_checks = [sweeps(m, claim.epochs(m), runs[m][seeds[0]].get("lr")) for m in methods if not claim.exact(m)]
     unswept = [c for c in sweep_checks if not c.swept]

@@ -1,6 +1,8 @@
 """Protocol runs on disk: one JSON file per (task, method, budget, seed), so a long benchmark resumes.
 
-Layout: ``benchmarks/protocol/<task>/<method>/<epochs>ep_seed<seed>.json``. Schema (version 1)::
+Layout: ``benchmarks/protocol/<task>/<method>/<epochs>ep_seed<seed>.json``, and the method's learning-rate
+sweep (seed 0, one file per rate) in ``benchmarks/protocol/<task>/<method>/sweep/<epochs>ep_lr<lr>.json``,
+a record of the same schema with ``"sweep": true``. Schema (version 1)::
 
     {
       "schema": 1,
@@ -40,11 +42,37 @@ def run_path(task: str, method: str, epochs: int, seed: int, root: Path | None =
     return (root or RESULTS_DIR) / task / method / f"{epochs}ep_seed{seed}.json"
 
 
+def sweep_path(task: str, method: str, epochs: int, lr: float, root: Path | None = None) -> Path:
+    return (root or RESULTS_DIR) / task / method / "sweep" / f"{epochs}ep_lr{lr:g}.json"
+
+
+def path_of(task: str, spec, root: Path | None = None) -> Path:
+    """Where the record of a run spec (``method``, ``epochs``, ``seed``, and ``lr`` for a sweep run) lives."""
+    if getattr(spec, "lr", None) is not None:
+        return sweep_path(task, spec.method, spec.epochs, spec.lr, root)
+    return run_path(task, spec.method, spec.epochs, spec.seed, root)
+
+
+WEIGHTS_LIMIT = 50_000  # runs that train at most this many numbers keep them beside the record
+
+
 def save_run(record: dict, root: Path | None = None) -> Path:
-    """Write one run atomically (a run stopped half-way leaves no half-written file)."""
+    """Write one run atomically (a run stopped half-way leaves no half-written file).
+
+    A record may carry ``"_weights"``, the run's trained tensors by name (a soft prompt): they are written
+    beside it as ``<record>.safetensors`` (:func:`load_weights`), not into the JSON.
+    """
+    weights = record.pop("_weights", None)
     check_record(record)
-    path = run_path(record["task"], record["method"], record["epochs"], record["seed"], root)
+    path = (sweep_path(record["task"], record["method"], record["epochs"], record["lr"], root) if record.get("sweep")
+            else run_path(record["task"], record["method"], record["epochs"], record["seed"], root))
     path.parent.mkdir(parents=True, exist_ok=True)
+    if weights:
+        from safetensors.torch import save_file
+
+        tmp_weights = path.with_suffix(".safetensors.tmp")
+        save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp_weights))
+        os.replace(tmp_weights, path.with_suffix(".safetensors"))
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     os.replace(tmp, path)
@@ -55,12 +83,35 @@ def load_run(task: str, method: str, epochs: int, seed: int, root: Path | None =
     path = run_path(task, method, epochs, seed, root)
     if not path.exists():
         return None
+    return load_run_file(path)
+
+
+def load_weights(path: Path) -> dict:
+    """The trained tensors saved beside the record at ``path`` (``{}`` when the run kept none)."""
+    weights = Path(path).with_suffix(".safetensors")
+    if not weights.exists():
+        return {}
+    from safetensors.torch import load_file
+
+    return load_file(str(weights))
+
+
+def load_run_file(path: Path) -> dict:
     try:
         record = json.loads(path.read_text())
     except ValueError as exc:
         raise RecordError(f"{path} is not valid JSON ({exc}); delete it and run the benchmark again.") from None
     check_record(record, path)
     return record
+
+
+def load_sweep(task: str, method: str, epochs: int, root: Path | None = None) -> list[dict]:
+    """The method's sweep records at ``epochs`` (seed 0), by increasing learning rate."""
+    folder = (root or RESULTS_DIR) / task / method / "sweep"
+    found = []
+    for path in sorted(folder.glob(f"{epochs}ep_lr*.json")):
+        found.append(load_run_file(path))
+    return sorted(found, key=lambda r: r["lr"])
 
 
 def load_runs(task: str, method: str, epochs: int, seeds: Iterable[int], root: Path | None = None) -> dict[int, dict]:

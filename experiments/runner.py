@@ -16,20 +16,12 @@ from typing import Callable, Sequence
 
 from experiments import records
 
-TASKS = ("sentiment",)
-
-
-def _task_module(task: str):
-    if task not in TASKS:
-        raise ValueError(f"Unknown task {task!r} for the protocol runner; choose one of {list(TASKS)}.")
-    from experiments import sentiment
-
-    return sentiment
+from experiments.tasks import task_module as _task_module
 
 
 def pending(task: str, specs: Sequence, root: Path | None = None) -> list:
     module = _task_module(task)
-    return [s for s in specs if not records.run_path(module.TASK, s.method, s.epochs, s.seed, root).exists()]
+    return [s for s in specs if not records.path_of(module.TASK, s, root).exists()]
 
 
 def _work(task: str, spec, root: Path | None) -> tuple[object, float, str]:

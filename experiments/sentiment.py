@@ -24,7 +24,7 @@ TASK = "sentiment"
 MAIN_METHODS = ("full", "frozen", "lora", "bitfit", "adapters")
 # Seconds per epoch on one thread of the 2-core reference machine (AMD EPYC), two runs at a time, measured by
 # this runner's first runs; for the time estimate only.
-SECONDS_PER_EPOCH = {"full": 6.0, "lora": 5.2, "bitfit": 4.6, "adapters": 4.8}
+SECONDS_PER_EPOCH = {"full": 6.0, "lora": 5.2, "bitfit": 4.6, "adapters": 4.8, "prompt_tuning": 6.3}
 FROZEN_SECONDS = 5.0
 
 
@@ -35,6 +35,7 @@ class RunSpec:
     method: str
     seed: int
     budget: int  # multiple of the method's standard epochs
+    lr: float | None = None  # set for a sweep run (seed 0 at this rate); None: the sweep's chosen rate
 
     @property
     def epochs(self) -> int:
@@ -47,6 +48,8 @@ class RunSpec:
         return FROZEN_SECONDS if not self.epochs else SECONDS_PER_EPOCH[family] * self.epochs
 
     def __str__(self) -> str:
+        if self.lr is not None:
+            return f"{self.method} sweep, lr {self.lr:g}, {self.epochs} epochs"
         return f"{self.method} seed {self.seed}, {self.epochs} epochs" if self.epochs else \
             f"{self.method} seed {self.seed} (L-BFGS probe)"
 
@@ -63,14 +66,31 @@ def epochs_of(method: str) -> int:
     return 0 if spec.prepare is None else recipes.epochs_for(spec.lr_key)
 
 
+def known_methods() -> dict:
+    from experiments.methods import ALL_METHODS
+
+    return ALL_METHODS
+
+
+def exact(method: str) -> bool:
+    """The frozen probe is fit to convergence by L-BFGS: no doubled run, no learning rate."""
+    return epochs_of(method) == 0
+
+
+def sweep_check(method: str, epochs: int, used):
+    from experiments.sweeps import sentiment_sweep_check
+
+    return sentiment_sweep_check(method, epochs, used)
+
+
 def claimed_methods() -> tuple[str, ...]:
     """Every method a registered sentiment claim reads, main methods first."""
     from experiments.claims import CLAIMS
 
     found = list(MAIN_METHODS)
     for c in CLAIMS:
-        for m in (c.method, c.reference):
-            if c.task == TASK and m and m not in found:
+        for m in c.methods:
+            if c.task == TASK and m not in found:
                 found.append(m)
     return tuple(found)
 
@@ -91,11 +111,12 @@ def learning_rate(method: str):
     family = ALL_METHODS[method].lr_key  # a main method's rate must also be the recipe's; a variant's is its own
     check = sentiment_sweep_check(method, epochs, recipes.LEARNING_RATES.get(family) if family == method else None)
     if not check.grid:
-        raise ValueError(f"{check.text()}: sweep it first, `python -m experiments.benchmark sweep --methods {method}`")
+        raise ValueError(f"{check.text()}: sweep it first, `python -m experiments sweep sentiment --methods {method} "
+                         f"--lrs ...` (a grid of rates about 3x apart)")
     if not check.inside:
         step = check.grid[1] / check.grid[0] if len(check.grid) > 1 else 10 ** 0.5
         beyond = check.best / step if check.best == check.grid[0] else check.best * step
-        raise ValueError(f"{check.text()}: widen its grid, `python -m experiments.benchmark sweep --methods {method} "
+        raise ValueError(f"{check.text()}: widen its grid, `python -m experiments sweep sentiment --methods {method} "
                          f"--lrs {beyond:.1g}`")
     return check.best
 
@@ -120,6 +141,14 @@ def plan(methods=None, seeds=(0, 1, 2), doubled: bool = True) -> list[RunSpec]:
     if doubled:
         specs += [RunSpec(m, 0, 2) for m in methods if epochs_of(m)]
     return specs
+
+
+def sweep_plan(methods, lrs) -> list[RunSpec]:
+    """A learning-rate sweep at each method's final budget: seed 0, one run per rate."""
+    for m in methods:
+        if not epochs_of(m):
+            raise ValueError(f"{m} is fit exactly (no learning rate): nothing to sweep.")
+    return [RunSpec(m, 0, 1, lr=float(lr)) for m in methods for lr in lrs]
 
 
 def fingerprint(loader) -> str:
@@ -151,16 +180,24 @@ def run(spec: RunSpec, progress: bool = True) -> dict:
     from experiments.methods import ALL_METHODS
 
     method = ALL_METHODS[spec.method]
-    setup = recipes.sentiment_setup(seed=spec.seed, backbone=method.backbone)
+    lr = spec.lr if spec.lr is not None or method.prepare is None else learning_rate(spec.method)
+    if spec.lr is None and spec.seed == 0 and spec.budget == 1 and lr is not None:
+        swept = records.sweep_path(TASK, spec.method, spec.epochs, lr)
+        if swept.exists():  # the sweep already made this very run (seed 0, this rate and budget): runs are deterministic
+            record = records.load_run_file(swept)
+            record["sweep"] = False
+            record["_weights"] = records.load_weights(swept)
+            return record
+    setup = recipes.sentiment_setup(seed=spec.seed, backbone=method.backbone, template=method.template)
     if method.prepare is None:
-        experiment, lr = recipes.frozen_probe(setup, seed=spec.seed), None
+        experiment = recipes.frozen_probe(setup, seed=spec.seed)
     else:
         model = method.prepare(recipes.fresh_classifier(method.backbone, seed=spec.seed))
-        lr = learning_rate(spec.method)
         experiment = recipes.train_standard(method.label, model, setup, method.lr_key, lr=lr, epochs=spec.epochs,
                                             track_curve=True, progress=progress)
     return {
         "schema": records.SCHEMA, "task": TASK, "method": spec.method, "label": method.label, "seed": spec.seed,
+        "sweep": spec.lr is not None, "backbone": method.backbone, "template": method.template,
         "epochs": spec.epochs, "budget": spec.budget, "lr": lr, "schedule": recipes.SCHEDULE,
         "warmup_ratio": recipes.WARMUP_RATIO, "batch_size": recipes.BATCH_SIZE, "n_train": recipes.N_TRAIN,
         "validation": score(experiment.model, setup.val_loader), "test": score(experiment.model, setup.test_loader),
@@ -169,4 +206,6 @@ def run(spec: RunSpec, progress: bool = True) -> dict:
         "majority": round(experiment.majority, 4), "on_plateau": experiment.on_plateau,
         "trainable": experiment.trainable, "total": experiment.total, "seconds": round(experiment.seconds, 1),
         "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
+        "_weights": {n: p.detach().cpu().clone() for n, p in experiment.model.named_parameters() if p.requires_grad}
+        if experiment.trainable <= records.WEIGHTS_LIMIT else None,
     }

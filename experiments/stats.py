@@ -88,6 +88,9 @@ def identity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 STATISTICS: dict[str, Statistic] = {"ratio": ratio, "difference": difference, "value": identity}
+# Statistics of four methods: (a ÷ b) − (c ÷ d), e.g. how much more of full fine-tuning's score prompt tuning
+# gets on a larger model than on a smaller one (the runs of all four share the evaluation set).
+STATISTICS_OF_FOUR = {"ratio_gain": lambda a, b, c, d: ratio(a, b) - ratio(c, d)}
 
 
 def _as_matrix(per_seed: Sequence[Sequence[float]], name: str) -> np.ndarray:
@@ -99,33 +102,47 @@ def _as_matrix(per_seed: Sequence[Sequence[float]], name: str) -> np.ndarray:
 
 
 def paired_interval(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]] | None = None, *,
-                    statistic: str = "ratio", replicates: int = BOOTSTRAP_REPLICATES, seed: int = 0) -> Interval:
+                    statistic: str = "ratio", c=None, d=None, replicates: int = BOOTSTRAP_REPLICATES,
+                    seed: int = 0) -> Interval:
     """The 95% interval of ``statistic(mean score of a, mean score of b)``.
 
     ``a`` and ``b`` hold, per seed, one score per evaluation example (1/0 for correct/wrong),
     in the same example order; seeds are paired by position (seed i of a with seed i of b).
-    For ``statistic="value"``, ``b`` is not used.
+    For ``statistic="value"``, ``b`` is not used; ``"ratio_gain"`` also needs ``c`` and ``d``:
+    (a ÷ b) − (c ÷ d).
     """
-    if statistic not in STATISTICS:
-        raise ValueError(f"Unknown statistic {statistic!r}; choose one of {sorted(STATISTICS)}.")
-    fn = STATISTICS[statistic]
+    if statistic not in STATISTICS and statistic not in STATISTICS_OF_FOUR:
+        raise ValueError(f"Unknown statistic {statistic!r}; choose one of {sorted(STATISTICS) + sorted(STATISTICS_OF_FOUR)}.")
     a_m = _as_matrix(a, "a")
     b_m = _as_matrix(b, "b") if b is not None else np.zeros_like(a_m)
     if statistic != "value" and b is None:
         raise ValueError(f"statistic={statistic!r} compares two methods: pass b.")
-    if a_m.shape != b_m.shape:
-        raise ValueError(f"a and b must have the same seeds and evaluation examples: shapes {a_m.shape} and "
-                         f"{b_m.shape}. Pair the runs by seed and score them on the same evaluation set.")
+    mats = [a_m, b_m]
+    if statistic in STATISTICS_OF_FOUR:
+        if c is None or d is None:
+            raise ValueError(f"statistic={statistic!r} compares four runs: pass c and d.")
+        mats += [_as_matrix(c, "c"), _as_matrix(d, "d")]
+        four = STATISTICS_OF_FOUR[statistic]
+
+        def fn(*means):
+            return four(*means)
+    else:
+        two = STATISTICS[statistic]
+
+        def fn(*means):
+            return two(means[0], means[1])
+    if len({m.shape for m in mats}) != 1:
+        raise ValueError(f"the runs must have the same seeds and evaluation examples: shapes "
+                         f"{[m.shape for m in mats]}. Pair the runs by seed and score them on the same evaluation set.")
     k, n = a_m.shape
-    per_seed = fn(a_m.mean(axis=1), b_m.mean(axis=1))  # (k,)
-    estimate = float(fn(np.array([a_m.mean()]), np.array([b_m.mean()]))[0])
+    per_seed = fn(*(m.mean(axis=1) for m in mats))  # (k,)
+    estimate = float(fn(*(np.array([m.mean()]) for m in mats))[0])
     seed_half = t_quantile_95(k - 1) * float(np.std(per_seed, ddof=1)) / math.sqrt(k) if k > 1 else 0.0
     # Paired bootstrap over examples, on the seed-averaged scores: resample n examples with replacement,
     # the same ones for a and b.
     rng = np.random.default_rng(seed)
-    a_mean, b_mean = a_m.mean(axis=0), b_m.mean(axis=0)  # (n,)
     counts = rng.multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(np.float64) / n  # (R, n)
-    boot = fn(counts @ a_mean, counts @ b_mean)
+    boot = fn(*(counts @ m.mean(axis=0) for m in mats))  # each (R,): the seed-averaged scores, resampled
     sample_half = Z_95 * float(np.nanstd(boot, ddof=1))
     half = math.hypot(seed_half, sample_half)
     return Interval(estimate, estimate - half, estimate + half, seed_half, sample_half, k, n)

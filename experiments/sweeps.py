@@ -3,10 +3,14 @@
 The protocol judges a method only at a learning rate chosen by a recorded sweep (seed 0) at
 the method's final budget, on the verdict's validation metric, with the best rate strictly
 inside the grid (a best rate at the grid's edge means the grid was too narrow).  Near-ties
-(two rates within the noise of one validation score) are reported as such: the sweep cannot
-tell them apart, so the choice between them is not evidence.
+(rates within the noise of one validation score of the top one) are reported as such: accuracy
+cannot tell them apart, so where the sweep recorded the validation loss, the near-tie with the
+lowest loss is the choice.
 
-The sentiment sweep is ``benchmarks/lr_sweep.json`` (``python -m experiments.benchmark sweep``).
+Sweeps on disk: the sentiment sweep of chapters 2-5, ``benchmarks/lr_sweep.json`` (``python -m
+experiments.benchmark sweep``; accuracy only), and every protocol sweep, one record per rate in
+``benchmarks/protocol/<task>/<method>/sweep/`` (``python -m experiments sweep <task>``; these
+record the validation loss too).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class SweepCheck:
     best: float | None  # the sweep's best rate
     scores: tuple[float, ...]  # validation score per rate of the grid
     examples: int = 500
+    losses: tuple[float, ...] | None = None  # validation loss per rate, where the sweep recorded it
 
     @property
     def inside(self) -> bool:
@@ -39,12 +44,14 @@ class SweepCheck:
 
     @property
     def near_ties(self) -> list[float]:
-        """Other rates within 1.96 standard errors of one accuracy of the best score (a binomial bound)."""
+        """Other rates within 1.96 standard errors of one accuracy of the top score (a binomial bound)."""
         if self.best is None:
             return []
-        top = max(self.scores)
-        noise = Z_95 * math.sqrt(top * (1 - top) / self.examples)
-        return [lr for lr, s in zip(self.grid, self.scores) if lr != self.best and top - s <= noise]
+        return [lr for lr in tied_rates(self.grid, self.scores, self.examples) if lr != self.best]
+
+    @property
+    def tie_broken_by_loss(self) -> bool:
+        return bool(self.near_ties) and self.losses is not None
 
     def text(self) -> str:
         if not self.grid:
@@ -53,21 +60,77 @@ class SweepCheck:
         where = "inside" if self.inside else "AT THE EDGE of"
         used = "" if self.used is None or math.isclose(self.best, self.used) else f"; the runs use {self.used:g}"
         ties = f"; within noise of it: {', '.join(f'{lr:g}' for lr in self.near_ties)}" if self.near_ties else ""
+        if self.tie_broken_by_loss:
+            ties += " (chosen by the lowest validation loss)"
         return f"{self.method}: best rate {self.best:g} at {self.epochs} epochs, {where} [{grid}]{used}{ties}"
 
 
-def sentiment_sweep_check(method: str, epochs: int, used: float | None) -> SweepCheck:
-    """The sweep record of a sentiment method at ``epochs`` (its own runs only: a variant that borrows its
-    family's rate, such as ``lora_r16``, has none)."""
+def tied_rates(grid, scores, examples: int) -> list[float]:
+    """The rates whose score is within 1.96 binomial standard errors of the top score (the top one included)."""
+    top = max(scores)
+    noise = Z_95 * math.sqrt(top * (1 - top) / examples)
+    return [lr for lr, s in zip(grid, scores) if top - s <= noise]
+
+
+def check_from_records(method: str, epochs: int, used: float | None, cells: list[dict]) -> SweepCheck:
+    """A SweepCheck from sweep cells ``{"lr", "validation", "loss" (optional), "examples"}``, one per rate.
+
+    The best rate is the top validation score; among rates within noise of it, the lowest validation loss
+    where every tied cell recorded one."""
+    cells = sorted(cells, key=lambda c: c["lr"])
+    if not cells:
+        return SweepCheck(method, epochs, used, (), None, ())
+    grid, scores = tuple(c["lr"] for c in cells), tuple(c["validation"] for c in cells)
+    examples = cells[0].get("examples", 500)
+    losses = tuple(c["loss"] for c in cells) if all(c.get("loss") is not None for c in cells) else None
+    best = max(cells, key=lambda c: c["validation"])["lr"]
+    if losses is not None:
+        tied = set(tied_rates(grid, scores, examples))
+        best = min((c for c in cells if c["lr"] in tied), key=lambda c: c["loss"])["lr"]
+    return SweepCheck(method, epochs, used, grid, best, scores, examples, losses)
+
+
+def protocol_sweep_cells(task: str, method: str, epochs: int, root=None) -> list[dict]:
+    from experiments import records
+
+    return [{"lr": r["lr"], "validation": r["validation"]["accuracy"], "loss": r["validation"].get("loss"),
+             "examples": len(r["validation"]["correct"])} for r in records.load_sweep(task, method, epochs, root)]
+
+
+def sentiment_sweep_check(method: str, epochs: int, used: float | None, root=None) -> SweepCheck:
+    """The sweep of a sentiment method at ``epochs``: its protocol sweep where it has one, else its cells of
+    ``benchmarks/lr_sweep.json`` (its own runs only: a variant that borrows its family's rate has none)."""
     from experiments.results_io import load_results, run_epochs
 
-    try:
-        runs = load_results("lr_sweep")["runs"]
-    except FileNotFoundError:
-        runs = []
-    mine = sorted((r for r in runs if r["method"] == method and run_epochs(r) == epochs), key=lambda r: r["lr"])
-    if not mine:
-        return SweepCheck(method, epochs, used, (), None, ())
-    best = max(mine, key=lambda r: r["validation"])
-    return SweepCheck(method, epochs, used, tuple(r["lr"] for r in mine), best["lr"],
-                      tuple(r["validation"] for r in mine))
+    cells = protocol_sweep_cells("sentiment", method, epochs, root)
+    if not cells:
+        try:
+            runs = load_results("lr_sweep")["runs"]
+        except FileNotFoundError:
+            runs = []
+        cells = [{"lr": r["lr"], "validation": r["validation"]} for r in runs
+                 if r["method"] == method and run_epochs(r) == epochs]
+    return check_from_records(method, epochs, used, cells)
+
+
+def sweep_table(task: str, methods, root=None) -> str:
+    """The protocol sweep of each method at its final budget, one row per rate: validation accuracy and loss,
+    training accuracy, plateau; the chosen rate in bold (see :func:`check_from_records`)."""
+    from experiments import records
+    from experiments.tasks import task_module
+
+    module = task_module(task)
+    lines = ["| method | epochs | lr | validation accuracy | validation loss | train accuracy | plateau? |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    notes = []
+    for m in methods:
+        epochs = module.epochs_of(m)
+        runs = records.load_sweep(task, m, epochs, root)
+        check = module.sweep_check(m, epochs, None)
+        for r in runs:
+            mark = "**" if check.best is not None and math.isclose(r["lr"], check.best) else ""
+            train = "—" if r.get("train_accuracy") is None else f"{r['train_accuracy']:.3f}"
+            lines.append(f"| {m} | {epochs} | {mark}{r['lr']:g}{mark} | {mark}{r['validation']['accuracy']:.3f}{mark} | "
+                         f"{r['validation']['loss']:.4f} | {train} | {'yes' if r.get('on_plateau') else 'no'} |")
+        notes.append(check.text())
+    return "\n".join(lines + [""] + notes)

@@ -51,9 +51,30 @@ def make_loader(items: list, tokenizer, batch_size: int = 32, shuffle: bool = Fa
 
 
 def classification_loader(examples: Iterable[dict], tokenizer, mode: str, batch_size: int = 32, shuffle: bool = False,
-                          seed: int = 0, max_len: int = 96, text_key: str = "text", label_key: str = "label") -> DataLoader:
-    items = [(encode(tokenizer, ex[text_key], mode, max_len), int(ex[label_key])) for ex in examples]
+                          seed: int = 0, max_len: int = 96, text_key: str = "text", label_key: str = "label",
+                          template: str | None = None) -> DataLoader:
+    """Batches of (ids, label). With a `template` (GPT mode only), each row is the text followed by the template's
+    tokens and no [EOS], so that the last real token is where the template asks for the answer (a verbaliser reads
+    it there); the text, never the template, is truncated to fit `max_len`."""
+    if template is None:
+        items = [(encode(tokenizer, ex[text_key], mode, max_len), int(ex[label_key])) for ex in examples]
+    else:
+        items = [(encode_with_template(tokenizer, ex[text_key], template, mode, max_len), int(ex[label_key]))
+                 for ex in examples]
     return make_loader(items, tokenizer, batch_size, shuffle, seed)
+
+
+def encode_with_template(tokenizer, text: str, template: str, mode: str, max_len: int = 96) -> list[int]:
+    """The text's tokens, then the template's (e.g. ' Overall, it was a'): the next token is the answer."""
+    if mode != "gpt":
+        raise ValueError(f"a template asks a GPT-mode model for the next token; got mode={mode!r}. Use a GPT-mode "
+                         f"backbone, or template=None.")
+    tail = tokenizer.encode(template, add_special_tokens=False).ids
+    if not tail or len(tail) >= max_len:
+        raise ValueError(f"template {template!r} is {len(tail)} tokens; it must be at least one and fewer than "
+                         f"max_len={max_len}.")
+    body = tokenizer.encode(text, add_special_tokens=False).ids[: max_len - len(tail)]
+    return [*body, *tail]
 
 
 def token_classification_loader(examples: Iterable[dict], tokenizer, mode: str, label_names: Sequence[str],

@@ -54,7 +54,7 @@ N_TRAIN = 1000  # training reviews (of 2000): the low/medium-data regime PEFT pa
 EPOCHS = 20
 # The budget of the methods whose validation curves still rose at EPOCHS (training.still_rising, seed 0, at the
 # 20-epoch sweep's best rate); their learning rate is swept again at this budget.
-METHOD_EPOCHS = {"bitfit": 60, "adapters": 60}
+METHOD_EPOCHS = {"bitfit": 60, "adapters": 60, "prompt_tuning": 60}
 BATCH_SIZE = 32
 WARMUP_RATIO = 0.1
 SCHEDULE = "linear"
@@ -84,8 +84,12 @@ class SentimentSetup:
     test_loader: DataLoader
 
 
-def sentiment_setup(n_train: int = N_TRAIN, seed: int = SEED, backbone: str = BACKBONE) -> SentimentSetup:
-    """Loaders for the sentiment task, encoded for `backbone` (the standard one by default)."""
+def sentiment_setup(n_train: int = N_TRAIN, seed: int = SEED, backbone: str = BACKBONE,
+                    template: str | None = None) -> SentimentSetup:
+    """Loaders for the sentiment task, encoded for `backbone` (the standard one by default).
+
+    `template` (GPT mode): each review is followed by the template's tokens instead of [EOS], for readouts that
+    predict the next word (chapter 6's verbaliser reads it after " Overall, it was a")."""
     from .world import load_task
 
     task = load_task("sentiment")
@@ -93,9 +97,10 @@ def sentiment_setup(n_train: int = N_TRAIN, seed: int = SEED, backbone: str = BA
     mode = model.config.mode  # "gpt" or "bert": how the text is wrapped in special tokens
     return SentimentSetup(
         tokenizer,
-        classification_loader(task.train[:n_train], tokenizer, mode, batch_size=BATCH_SIZE, shuffle=True, seed=seed),
-        classification_loader(task.validation, tokenizer, mode, batch_size=100),
-        classification_loader(task.test, tokenizer, mode, batch_size=100),
+        classification_loader(task.train[:n_train], tokenizer, mode, batch_size=BATCH_SIZE, shuffle=True, seed=seed,
+                              template=template),
+        classification_loader(task.validation, tokenizer, mode, batch_size=100, template=template),
+        classification_loader(task.test, tokenizer, mode, batch_size=100, template=template),
     )
 
 
