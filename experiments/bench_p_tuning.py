@@ -20,7 +20,8 @@ from experiments.results_io import RESULTS_DIR, write_results
 # The knowledge probe with one prompt per relation (solutions.p_tuning): hand-written prompts, and P-tuning
 # with the LSTM encoder, plain trainable vectors ("NONE") and the LSTM with an anchor word,
 # on the GPT and the BERT backbone, over several seeds. `p_tuning_sweep` is the learning-rate sweep behind
-# P_TUNING_LR. Kept in one block; chapter 7 loads benchmarks/p_tuning.json and p_tuning_lr_sweep.json.
+# BERT's evidence that no rate trains it (GPT's rates, P_TUNING_LR, come from the protocol's sweeps:
+# `python -m experiments sweep probe ...`). Chapter 7 shows the BERT rows of benchmarks/p_tuning.json.
 
 P_TUNING_CONFIGS = {"LSTM": ("LSTM", False), "NONE": ("NONE", False), "LSTM/anchors": ("LSTM", True)}
 P_TUNING_SWEEP_GRID = {"LSTM": [1e-3, 3e-3, 1e-2], "NONE": [3e-3, 1e-2, 3e-2, 1e-1]}
@@ -120,8 +121,12 @@ def p_tuning_main(argv: list[str]) -> int:
     command = "python -m experiments.benchmark " + " ".join(argv)
     started = time.perf_counter()
     if args.command == "p_tuning_sweep":
-        # GPT's sweep sets P_TUNING_LR; `--backbones bert` writes p_tuning_lr_sweep_bert (BERT's own evidence).
+        # `--backbones bert` writes p_tuning_lr_sweep_bert (BERT's own evidence); GPT's rates come from the protocol.
         backbone = args.backbones[0] if args.backbones != ["gpt", "bert"] else "gpt"
+        if backbone == "gpt":
+            print("error: GPT's P-tuning rates come from the protocol's sweeps: `python -m experiments sweep probe "
+                  "--methods p_tuning p_tuning_none --lrs ...`; this command sweeps BERT (--backbones bert).")
+            return 2
         cells = [(c, lr) for c in P_TUNING_SWEEP_GRID for lr in P_TUNING_SWEEP_GRID[c]]
         runs = [p_tuning_run(backbone, c, 0, lr, args.threads) for c, lr in progress_bar(cells, desc="p_tuning_sweep")]
         results = {"command": command, "backbone": backbone, "seed": 0, "threads": args.threads,

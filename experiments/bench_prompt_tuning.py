@@ -1,4 +1,6 @@
-"""Chapter 6's prompt-tuning runs: the learning-rate sweep, and the init, length, budget and scale runs."""
+"""Chapter 10's prompt-tuning runs on sentiment (the first version of chapter 6's experiments, read at [EOS]):
+the learning-rate sweep at 20 epochs and the d=128 runs at three times that budget. Chapter 6 is judged by the
+protocol instead (:mod:`experiments.sentiment`, methods ``prompt_tuning*``); chapter 10 moves there next."""
 
 from __future__ import annotations
 
@@ -21,13 +23,12 @@ from experiments.results_io import RESULTS_DIR, load_results, write_results
 # Everything of `python -m experiments.benchmark prompt_tuning` / `prompt_tuning_sweep` is in this block.
 #
 #     python -m experiments.benchmark prompt_tuning_sweep   # the lr sweep (4 runs, d=128): ~15 min
-#     python -m experiments.benchmark prompt_tuning         # init, length, scale, a 3x budget (16 runs): ~50 min
+#     python -m experiments.benchmark prompt_tuning         # init and length at a 3x budget (6 runs): ~40 min
 #
 # (CPU time at 1 thread; an idle 2-core laptop needs about that in wall time, a busy one several times more).
 # Prompt tuning reads the class from the frozen LM head (a verbaliser), so it needs no task head; the runs use the sentiment setup, seeds and schedule of the
 # standard recipe, with the learning rate and number of epochs from the recorded sweep below.
 
-PT_LADDER = ("gpt_d16", "gpt_d32", "gpt")  # GPT-mode backbones of growing width (d = 16, 32, 128), one tokenizer
 PT_VERBALIZER = [" bad", " good"]  # label words of classes 0 and 1; each one token
 PT_INIT_TEXT = " bad good"  # "class-label" init (TEXT): the label words, repeated to fill the prompt
 # (lr, epochs): three lrs on the standard recipe's budget
@@ -50,27 +51,14 @@ class PromptTuningRun:
 
 
 def _pt_runs() -> list[PromptTuningRun]:
-    # The d=128, P=20, label-init run is the sweep's cell at (PT_LR, PT_EPOCHS): a d=128 run takes ~5 CPU-min, so
-    # the init and length comparisons run on the narrower backbones. Full fine-tuning of d=128 is in sentiment.json.
-    runs = []
-    for backbone in ("gpt_d16", "gpt_d32"):
-        runs += [PromptTuningRun(f"{backbone}_full", backbone=backbone, method="full"),
-                 *(PromptTuningRun(f"{backbone}_{init.lower()}", backbone=backbone, init=init)
-                   for init in ("TEXT", "SAMPLE_VOCAB", "RANDOM"))]
-    runs += [PromptTuningRun(f"gpt_d32_text_p{p}", backbone="gpt_d32", num_virtual_tokens=p) for p in (1, 5, PT_MAX_PROMPT)]
-    # Converged or not: the d=128 sweep's curves still rise at PT_EPOCHS, so the label-init run of every size of the
-    # ladder also trains three times as long.
-    runs += [PromptTuningRun(f"{b}_text_3x_epochs", backbone=b, epochs=3 * PT_EPOCHS) for b in PT_LADDER]
-    # The init comparison where prompt tuning trains: d=128 at the longer budget (the small models stay on the plateau).
-    runs += [PromptTuningRun(f"gpt_{init.lower()}_3x_epochs", backbone="gpt", init=init, epochs=3 * PT_EPOCHS)
+    # Chapter 10's prompt-tuning runs on sentiment (d=128, three times the standard budget, read at [EOS]): the
+    # label-init prompt, the other inits and the lengths. Chapter 6 itself is judged by the protocol
+    # (`python -m experiments run sentiment`, methods prompt_tuning*), read after a template.
+    runs = [PromptTuningRun("gpt_text_3x_epochs", epochs=3 * PT_EPOCHS)]
+    runs += [PromptTuningRun(f"gpt_{init.lower()}_3x_epochs", init=init, epochs=3 * PT_EPOCHS)
              for init in ("SAMPLE_VOCAB", "RANDOM")]
-    # The length comparison where prompt tuning trains: d=128 at the longer budget (P = 20 is gpt_text_3x_epochs).
-    runs += [PromptTuningRun(f"gpt_text_p{p}_3x_epochs", backbone="gpt", num_virtual_tokens=p, epochs=3 * PT_EPOCHS)
+    runs += [PromptTuningRun(f"gpt_text_p{p}_3x_epochs", num_virtual_tokens=p, epochs=3 * PT_EPOCHS)
              for p in (1, 5, PT_MAX_PROMPT)]
-    # The small backbones stay on the plateau at PT_LR (the d=128 sweep's choice): their own sweep over the rest of
-    # PT_SWEEP's grid, at the longer budget, before the ladder calls them weak.
-    runs += [PromptTuningRun(f"{b}_text_3x_epochs_lr{lr:g}", backbone=b, epochs=3 * PT_EPOCHS, lr=lr)
-             for b in PT_LADDER[:2] for lr, _ in PT_SWEEP if lr != PT_LR]
     return runs
 
 

@@ -175,7 +175,8 @@ def verdict_table(chapter: int | None = None, *, root=None, markdown: bool = Fal
 
 # Fixed colours per method, the same in every chapter's plots.
 METHOD_COLORS = {"full": "tab:blue", "frozen": "tab:gray", "lora": "tab:orange", "bitfit": "tab:green",
-                 "adapters": "tab:red"}
+                 "adapters": "tab:red", "prompt_tuning": "tab:purple", "p_tuning": "tab:brown",
+                 "prefix_tuning": "tab:pink", "p_tuning_v2": "tab:olive"}  # one colour per method, every chapter
 
 
 def plot_convergence(chapter: int, *, root=None, ax=None):

@@ -26,6 +26,7 @@ METHODS = {"handwritten": None, "p_tuning": ("LSTM", False), "p_tuning_none": ("
            "p_tuning_anchors": ("LSTM", True)}
 LABELS = {"handwritten": "best hand-written prompt (zero-shot)", "p_tuning": "P-tuning, LSTM encoder",
           "p_tuning_none": "P-tuning, plain vectors", "p_tuning_anchors": "P-tuning, LSTM + anchor word"}
+EXACT_NOTE = "does not train (zero-shot prompts): nothing to converge"
 SECONDS_PER_EPOCH = 1.2  # one thread, all relations; for the time estimate only
 
 

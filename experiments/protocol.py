@@ -64,7 +64,8 @@ class Convergence:
     score: float | None  # seed 0 at 1x
     doubled: float | None  # seed 0 at 2x; None: not run
     noise: float | None  # half-width of the method's own 95% interval at 1x
-    exact: bool = False  # fit to convergence by construction (the L-BFGS probe)
+    exact: bool = False  # fit to convergence by construction (the L-BFGS probe), or not trained at all
+    exact_note: str = "fit to convergence (L-BFGS)"
 
     @property
     def gain(self) -> float | None:
@@ -78,7 +79,7 @@ class Convergence:
 
     def text(self) -> str:
         if self.exact:
-            return f"{self.method}: fit to convergence (L-BFGS)"
+            return f"{self.method}: {self.exact_note}"
         if self.doubled is None:
             return f"{self.method}: no run at {DOUBLED}x {self.epochs} epochs yet"
         verdict = "converged" if self.converged else "STILL LEARNING"
@@ -137,7 +138,10 @@ def convergence_of(task: str, method: str, epochs: int, runs: dict[int, dict], *
                    split: str = "validation", root=None) -> Convergence:
     """The doubled-budget test of ``method`` from its 1x runs (by seed) and its seed-0 run at 2x."""
     if exact:
-        return Convergence(method, epochs, None, None, None, exact=True)
+        from experiments.tasks import task_module
+
+        note = getattr(task_module(task), "EXACT_NOTE", Convergence.exact_note)
+        return Convergence(method, epochs, None, None, None, exact=True, exact_note=note)
     score = runs[0][split]["accuracy"] if 0 in runs else None
     noise = paired_interval(_vectors(runs, sorted(runs), split), statistic="value").half_width \
         if len(runs) >= 2 else None

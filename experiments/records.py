@@ -53,7 +53,7 @@ def path_of(task: str, spec, root: Path | None = None) -> Path:
     return run_path(task, spec.method, spec.epochs, spec.seed, root)
 
 
-WEIGHTS_LIMIT = 50_000  # runs that train at most this many numbers keep them beside the record
+WEIGHTS_LIMIT = 10_000  # runs that train at most this many numbers keep them beside the record
 
 
 def save_run(record: dict, root: Path | None = None) -> Path:

@@ -174,14 +174,17 @@ def score(model, loader) -> dict:
             "correct": "".join("1" if c else "0" for c in correct), "examples": fingerprint(loader)}
 
 
-def run(spec: RunSpec, progress: bool = True) -> dict:
-    """Train and score one run; returns its record (not yet saved)."""
+def run(spec: RunSpec, progress: bool = True, reuse_sweep: bool = True) -> dict:
+    """Train and score one run; returns its record (not yet saved).
+
+    Seed 0 at the chosen rate is a run the sweep already made (runs are deterministic): with ``reuse_sweep`` its
+    sweep record is copied instead of training again."""
     from minitransformer import recipes
     from experiments.methods import ALL_METHODS
 
     method = ALL_METHODS[spec.method]
     lr = spec.lr if spec.lr is not None or method.prepare is None else learning_rate(spec.method)
-    if spec.lr is None and spec.seed == 0 and spec.budget == 1 and lr is not None:
+    if reuse_sweep and spec.lr is None and spec.seed == 0 and spec.budget == 1 and lr is not None:
         swept = records.sweep_path(TASK, spec.method, spec.epochs, lr)
         if swept.exists():  # the sweep already made this very run (seed 0, this rate and budget): runs are deterministic
             record = records.load_run_file(swept)

@@ -72,7 +72,7 @@ def test_summary_and_table_are_computed_from_the_runs(results):
 # lr_sweep_* evidence files keep the preamble of the commit that wrote them, so they are not regenerated.
 COMMITTED_TABLES = {"sentiment": "markdown_table", "ablations": "ablation_table", "lr_sweep": "sweep_table",
                     "prompt_tuning": "prompt_tuning_table", "prompt_tuning_sweep": "prompt_tuning_sweep_table",
-                    "p_tuning": "p_tuning_table", "p_tuning_lr_sweep": "p_tuning_sweep_table",
+                    "p_tuning": "p_tuning_table",
                     "p_tuning_lr_sweep_bert": "p_tuning_sweep_table", "ner_lr_sweep": "ner_sweep_table"}
 
 

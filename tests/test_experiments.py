@@ -264,32 +264,42 @@ def test_every_claim_is_well_formed() -> None:
     ids = [c.id for c in claims.CLAIMS]
     assert len(ids) == len(set(ids))
     for c in claims.CLAIMS:
-        assert c.comparison in (">=", "<=") and c.statistic in ("ratio", "difference", "value")
+        assert c.comparison in (">=", "<=") and c.statistic in ("ratio", "difference", "value", "ratio_gain")
         assert (c.reference is None) == (c.statistic == "value")
+        assert (c.versus is not None) == (c.statistic == "ratio_gain")
         assert c.paper and c.paper_value and c.statement
     # one yardstick: every "matches / competitive with / is enough" ratio claim uses the same threshold
     assert {c.threshold for c in claims.CLAIMS if c.statistic == "ratio" and c.comparison == ">="
             and c.reference != "frozen"} == {claims.MATCHES_FULL}
 
 
-def test_the_runner_plans_every_run_the_claims_read_once_their_rates_are_swept() -> None:
-    from experiments import sentiment
-    from minitransformer import recipes
+@pytest.mark.parametrize("task", ["sentiment", "probe"])
+def test_the_runner_plans_every_run_the_claims_read_once_their_rates_are_swept(task) -> None:
+    from experiments.tasks import task_module
 
-    specs = sentiment.plan()
-    ready, waiting = sentiment.runnable(sentiment.claimed_methods())
+    module = task_module(task)
+    specs = module.plan()
+    ready, waiting = module.runnable(module.claimed_methods())
     for c in claims.CLAIMS:
-        for m in filter(None, (c.method, c.reference)):
+        if c.task != task:
+            continue
+        for m in c.methods:
             if m not in ready:
-                assert any(w.startswith(f"{m}: ") and f"experiments.benchmark sweep --methods {m}" in w for w in waiting)
+                assert any(w.startswith(f"{m}: ") and f"experiments sweep {task} --methods {m}" in w for w in waiting)
                 continue
             assert {s.seed for s in specs if s.method == m and s.budget == 1} == {0, 1, 2}
             assert any(s.method == m and s.budget == 2 for s in specs) == (not c.exact(m)), m
+    with pytest.raises(ValueError, match=f"Unknown {task} method"):
+        module.epochs_of("lora_r99")
+
+
+def test_the_sentiment_runner_uses_the_recipes_rates() -> None:
+    from experiments import sentiment
+    from minitransformer import recipes
+
     for m in sentiment.MAIN_METHODS:  # the main methods' swept rates are the recipe's
-        assert m in ready and sentiment.learning_rate(m) == recipes.LEARNING_RATES.get(m)
+        assert sentiment.learning_rate(m) == recipes.LEARNING_RATES.get(m)
     assert sentiment.epochs_of("lora_r4") == sentiment.epochs_of("lora") and sentiment.epochs_of("frozen") == 0
-    with pytest.raises(ValueError, match="Unknown sentiment method"):
-        sentiment.epochs_of("lora_r99")
 
 
 def test_the_verdicts_command_prints_every_claim() -> None:
@@ -318,3 +328,85 @@ def test_readme_verdict_section_is_the_generated_one() -> None:
     text = README.read_text()
     assert claims.readme_with_verdicts(text) == text, \
         "README's verdict table is out of date: run `python -m experiments.benchmark readme`"
+
+
+# --------------------------------------------------------------------------- more tasks, sweeps on disk, four-run claims
+def test_an_unknown_task_gets_one_clear_error() -> None:
+    from experiments.tasks import task_module
+
+    with pytest.raises(ValueError, match="Unknown protocol task 'ner'.*sentiment"):
+        task_module("ner")
+
+
+def test_ratio_gain_compares_two_ratios() -> None:
+    rng = np.random.default_rng(3)
+    big_method, big_ref = bernoulli_seeds([0.90] * 3, 800, rng), bernoulli_seeds([0.92] * 3, 800, rng)
+    small_method, small_ref = bernoulli_seeds([0.55] * 3, 800, rng), bernoulli_seeds([0.80] * 3, 800, rng)
+    gain = paired_interval(big_method, big_ref, statistic="ratio_gain", c=small_method, d=small_ref)
+    expected = np.mean(big_method) / np.mean(big_ref) - np.mean(small_method) / np.mean(small_ref)
+    assert gain.estimate == pytest.approx(expected) and gain.low > 0.2
+    same = paired_interval(big_method, big_ref, statistic="ratio_gain", c=big_method, d=big_ref)
+    assert same.estimate == 0 and same.sample_half_width == 0
+    with pytest.raises(ValueError, match="pass c and d"):
+        paired_interval(big_method, big_ref, statistic="ratio_gain")
+    with pytest.raises(ValueError, match="same seeds and evaluation examples"):
+        paired_interval(big_method, big_ref, statistic="ratio_gain", c=small_method[:2], d=small_ref[:2])
+
+
+def test_a_scale_claim_reads_four_methods(tmp_path: Path) -> None:
+    claim = Claim("demo.gap_closes", 6, "the gap closes", "demo", "parity at scale", "sentiment",
+                  "lora", "full", "ratio_gain", ">=", 0.0, versus=("lora_r4", "lora_r16"))
+    rng = np.random.default_rng(0)
+    hardness = rng.random(N)
+    for method, acc in (("lora", 0.9), ("full", 0.92), ("lora_r4", 0.6), ("lora_r16", 0.9)):
+        epochs = claim.epochs(method)
+        for s in range(3):
+            records.save_run(record(method, s, epochs, accuracy_vector(acc, rng, hardness)), tmp_path)
+        records.save_run(record(method, 0, 2 * epochs, accuracy_vector(acc, rng, hardness)), tmp_path)
+    verdict = judge(claim, tmp_path)
+    assert verdict.outcome == protocol.REPRODUCED, verdict.reason
+    assert verdict.interval.estimate == pytest.approx(0.9 / 0.92 - 0.6 / 0.9, abs=0.01)
+    assert [c.method for c in verdict.convergence] == ["lora", "full", "lora_r4", "lora_r16"]
+    assert claim.rule == "lora ÷ full − lora_r4 ÷ lora_r16 >= 0"
+
+
+def test_near_ties_are_broken_by_the_validation_loss() -> None:
+    cells = [{"lr": 0.001, "validation": 0.90, "loss": 0.25, "examples": 500},
+             {"lr": 0.003, "validation": 0.91, "loss": 0.30, "examples": 500},
+             {"lr": 0.01, "validation": 0.70, "loss": 0.60, "examples": 500}]
+    check = sweeps.check_from_records("lora", 20, 0.001, cells)
+    assert check.best == 0.001 and check.near_ties == [0.003] and check.tie_broken_by_loss
+    assert not check.inside and "AT THE EDGE" in check.text()  # the lowest rate won: widen the grid
+    wide = sweeps.check_from_records("lora", 20, 0.001, [{"lr": 0.0003, "validation": 0.6, "loss": 0.5}, *cells])
+    assert wide.inside and wide.swept and "lowest validation loss" in wide.text()
+    no_loss = sweeps.check_from_records("lora", 20, None, [{k: v for k, v in c.items() if k != "loss"} for c in cells])
+    assert no_loss.best == 0.003 and not no_loss.tie_broken_by_loss  # without losses: the top accuracy
+
+
+def test_sweep_runs_and_trained_weights_are_kept_on_disk(tmp_path: Path) -> None:
+    import torch
+
+    for lr, correct in ((0.1, [1, 0, 0, 1]), (0.3, [1, 1, 1, 0])):
+        r = record("prompt_tuning", 0, 60, correct)
+        r.update(sweep=True, lr=lr, _weights={"soft_prompt.weight": torch.full((2, 3), lr)})
+        path = records.save_run(r, tmp_path)
+        assert path == tmp_path / "sentiment" / "prompt_tuning" / "sweep" / f"60ep_lr{lr:g}.json"
+    found = records.load_sweep("sentiment", "prompt_tuning", 60, tmp_path)
+    assert [r["lr"] for r in found] == [0.1, 0.3] and "_weights" not in found[0]
+    weights = records.load_weights(records.sweep_path("sentiment", "prompt_tuning", 60, 0.3, tmp_path))
+    assert torch.equal(weights["soft_prompt.weight"], torch.full((2, 3), 0.3))
+    assert records.load_weights(tmp_path / "none.json") == {}
+    check = sweeps.sentiment_sweep_check("prompt_tuning", 60, None, root=tmp_path)
+    assert check.grid == (0.1, 0.3) and check.losses == (0.3, 0.3)
+
+
+def test_the_sweep_command_refuses_what_it_cannot_sweep() -> None:
+    from experiments import probe, sentiment
+
+    assert [str(s) for s in sentiment.sweep_plan(["lora"], [0.001, 0.003])] == [
+        "lora sweep, lr 0.001, 20 epochs", "lora sweep, lr 0.003, 20 epochs"]
+    with pytest.raises(ValueError, match="fit exactly"):
+        sentiment.sweep_plan(["frozen"], [0.1])
+    with pytest.raises(ValueError, match="zero-shot"):
+        probe.sweep_plan(["handwritten"], [0.1])
+    assert probe.exact("handwritten") and not probe.exact("p_tuning")

@@ -1,7 +1,7 @@
 """Chapter 7's committed P-tuning results: complete, consistent with this code, and reproducible.
 
-`benchmarks/p_tuning.json` is written by `python -m experiments.benchmark p_tuning` and
-`benchmarks/p_tuning_lr_sweep.json` by `... p_tuning_sweep`; the lesson loads both. These tests
+`benchmarks/p_tuning.json` is written by `python -m experiments.benchmark p_tuning` (the lesson shows its
+BERT rows; chapter 10 reads it), at the rates of the protocol's sweeps (`benchmarks/protocol/probe/`). These tests
 check that every (backbone, configuration, seed) cell is there, that the summary and table are
 computed from the runs, that the runs used the current checkpoints and learning rates, and they
 re-run the cheapest piece (the hand-written prompts, deterministic) against the committed numbers.
@@ -52,11 +52,11 @@ def test_runs_used_the_shipped_checkpoints_and_the_swept_learning_rates(results)
             f"the {backbone} checkpoint changed since the benchmark ran: rerun it with --backbones {backbone}"
     for run in results["runs"]:
         assert run["lr"] == P_TUNING_LR[P_TUNING_CONFIGS[run["config"]][0]]
-    sweep = load_results("p_tuning_lr_sweep")
-    for kind in ("LSTM", "NONE"):
-        runs = [r for r in sweep["runs"] if r["config"] == kind]
-        assert len(runs) >= 3, f"the sweep must try at least 3 learning rates for {kind}"
-        assert P_TUNING_LR[kind] == max(runs, key=lambda r: r["validation"])["lr"], f"P_TUNING_LR[{kind!r}] is not the best"
+    from experiments import probe
+
+    for kind, method in (("LSTM", "p_tuning"), ("NONE", "p_tuning_none")):  # the protocol's sweeps at 20 epochs
+        check = probe.sweep_check(method, probe.epochs_of(method), P_TUNING_LR[kind])
+        assert len(check.grid) >= 3 and check.swept, f"P_TUNING_LR[{kind!r}] is not its sweep's choice: {check.text()}"
 
 
 def test_summary_and_table_are_computed_from_the_runs(results):
