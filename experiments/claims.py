@@ -195,7 +195,8 @@ def plot_convergence(chapter: int, *, root=None, ax=None):
 
     ax = ax or plt.subplots(figsize=(6.5, 3.6))[1]
     taken = {to_hex(c) for c in METHOD_COLORS.values()}
-    spare = iter(c for c in plt.get_cmap("tab10").colors if to_hex(c) not in taken)  # for the variants
+    spare = iter(c for c in plt.get_cmap("Dark2").colors + plt.get_cmap("tab20b").colors
+                 if to_hex(c) not in taken)  # for the variants: colours no method owns
     methods = {}  # method -> the claim that reads it (its task and budget)
     for c in claims_of(chapter):
         for m in c.methods:

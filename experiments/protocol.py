@@ -101,8 +101,8 @@ class Verdict:
     def as_dict(self) -> dict:
         c = self.claim
         out = {"id": c.id, "chapter": c.chapter, "claim": c.statement, "paper": c.paper, "paper_value": c.paper_value,
-               "task": c.task, "metric": c.metric, "statistic": c.statistic, "comparison": c.comparison,
-               "threshold": c.threshold, "outcome": self.outcome, "reason": self.reason, "seeds": self.seeds,
+               "task": c.task, "metric": c.metric, "methods": c.methods, "rule": c.rule, "statistic": c.statistic,
+               "comparison": c.comparison, "threshold": c.threshold, "outcome": self.outcome, "reason": self.reason, "seeds": self.seeds,
                "convergence": [{"method": v.method, "epochs": v.epochs, "score": v.score, "doubled": v.doubled,
                                 "noise": v.noise, "exact": v.exact, "converged": v.converged}
                                for v in self.convergence],
@@ -122,6 +122,11 @@ def _vectors(runs: dict[int, dict], seeds: Iterable[int], split: str) -> list[li
 
 
 def _same_examples(runs: Iterable[dict], split: str) -> bool:
+    """Every run was scored on the same examples in the same order: the same texts (``texts``, where recorded:
+    a template changes the token ids, not the reviews), else the same token ids (``examples``)."""
+    runs = list(runs)
+    if all(r[split].get("texts") for r in runs):
+        return len({r[split]["texts"] for r in runs}) == 1
     return len({r[split]["examples"] for r in runs}) == 1
 
 

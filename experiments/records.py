@@ -9,7 +9,8 @@ a record of the same schema with ``"sweep": true``. Schema (version 1)::
       "task": "sentiment", "method": "lora", "label": "LoRA q,v r=8",
       "seed": 0, "epochs": 20, "budget": 1,            # budget: multiple of the method's standard epochs
       "lr": 0.003, "schedule": "linear", "warmup_ratio": 0.1, "batch_size": 32, "n_train": 1000,
-      "validation": {"accuracy": 0.912, "loss": 0.27, "correct": "0110...", "examples": "<sha256 of the ids>"},
+      "validation": {"accuracy": 0.912, "loss": 0.27, "correct": "0110...", "examples": "<sha256 of the ids>",
+                     "texts": "<sha256 of the examples' texts and labels>"},
       "test":       {"accuracy": 0.908, "loss": 0.29, "correct": "1011...", "examples": "<sha256>"},
       "curve": [0.52, ...],                             # validation accuracy after each epoch
       "train_accuracy": 1.0, "majority": 0.511, "on_plateau": false,
@@ -18,8 +19,9 @@ a record of the same schema with ``"sweep": true``. Schema (version 1)::
     }
 
 ``correct`` holds one character per evaluation example, ``1`` for a correct prediction,
-in the evaluation set's order; ``examples`` fingerprints that set, so runs scored on
-different sets are never compared.  The frozen probe has no curve and ``epochs`` 0 (it is
+in the evaluation set's order; ``texts`` fingerprints that set (its texts and labels, in order)
+and ``examples`` its encoding (the token ids), so runs scored on different sets are never
+compared, while runs that read the same reviews through another template are.  The frozen probe has no curve and ``epochs`` 0 (it is
 fit to convergence by L-BFGS).
 """
 
@@ -141,6 +143,16 @@ def check_record(record: dict, where: object = "a run record") -> None:
         if abs(correct.count("1") / len(correct) - scores["accuracy"]) > 1e-9:
             raise RecordError(f"{where}: {split}.accuracy {scores['accuracy']} does not match its correct string "
                               f"({correct.count('1')}/{len(correct)}).")
+
+
+def text_fingerprint(examples, text_key: str = "text", label_key: str = "label") -> str:
+    """sha256 (16 hex digits) of an evaluation set's texts and labels, in order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for ex in examples:
+        digest.update(json.dumps([ex[text_key], ex[label_key]]).encode())
+    return digest.hexdigest()[:16]
 
 
 def correct_vector(record: dict, split: str = "validation") -> list[float]:

@@ -151,6 +151,23 @@ def sweep_plan(methods, lrs) -> list[RunSpec]:
     return [RunSpec(m, 0, 1, lr=float(lr)) for m in methods for lr in lrs]
 
 
+def texts_of(split: str) -> str:
+    """The text fingerprint of a sentiment evaluation split (:func:`experiments.records.text_fingerprint`)."""
+    from minitransformer.world import load_task
+
+    return records.text_fingerprint(getattr(load_task("sentiment"), split))
+
+
+def add_texts(record: dict) -> bool:
+    """Give a sentiment record made before ``texts`` existed its text fingerprints; True if it changed."""
+    changed = False
+    for split in ("validation", "test"):
+        if split in record and "texts" not in record[split]:
+            record[split]["texts"] = texts_of(split)
+            changed = True
+    return changed
+
+
 def fingerprint(loader) -> str:
     """sha256 of an evaluation set's token ids and labels, in order."""
     digest = hashlib.sha256()
@@ -203,7 +220,8 @@ def run(spec: RunSpec, progress: bool = True, reuse_sweep: bool = True) -> dict:
         "sweep": spec.lr is not None, "backbone": method.backbone, "template": method.template,
         "epochs": spec.epochs, "budget": spec.budget, "lr": lr, "schedule": recipes.SCHEDULE,
         "warmup_ratio": recipes.WARMUP_RATIO, "batch_size": recipes.BATCH_SIZE, "n_train": recipes.N_TRAIN,
-        "validation": score(experiment.model, setup.val_loader), "test": score(experiment.model, setup.test_loader),
+        "validation": {**score(experiment.model, setup.val_loader), "texts": texts_of("validation")},
+        "test": {**score(experiment.model, setup.test_loader), "texts": texts_of("test")},
         "curve": [round(s, 4) for s in experiment.curve],
         "train_accuracy": None if experiment.train_accuracy is None else round(experiment.train_accuracy, 4),
         "majority": round(experiment.majority, 4), "on_plateau": experiment.on_plateau,

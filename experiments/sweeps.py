@@ -43,7 +43,7 @@ class SweepCheck:
         return self.inside and self.used is not None and math.isclose(self.best, self.used)
 
     @property
-    def near_ties(self) -> list[float]:
+    def near_ties(self) -> list[float]:  # over the whole grid, runs on the plateau included
         """Other rates within 1.96 standard errors of one accuracy of the top score (a binomial bound)."""
         if self.best is None:
             return []
@@ -75,18 +75,20 @@ def tied_rates(grid, scores, examples: int) -> list[float]:
 def check_from_records(method: str, epochs: int, used: float | None, cells: list[dict]) -> SweepCheck:
     """A SweepCheck from sweep cells ``{"lr", "validation", "loss" (optional), "examples"}``, one per rate.
 
-    The best rate is the top validation score; among rates within noise of it, the lowest validation loss
-    where every tied cell recorded one."""
+    Only runs that left the one-class plateau compete, where any did (a run on the plateau did not train). The best
+    rate is their top validation score; among rates within noise of it, the lowest validation loss where every
+    tied cell recorded one."""
     cells = sorted(cells, key=lambda c: c["lr"])
     if not cells:
         return SweepCheck(method, epochs, used, (), None, ())
     grid, scores = tuple(c["lr"] for c in cells), tuple(c["validation"] for c in cells)
     examples = cells[0].get("examples", 500)
     losses = tuple(c["loss"] for c in cells) if all(c.get("loss") is not None for c in cells) else None
-    best = max(cells, key=lambda c: c["validation"])["lr"]
+    pool = [c for c in cells if not c.get("on_plateau")] or cells
+    best = max(pool, key=lambda c: c["validation"])["lr"]
     if losses is not None:
-        tied = set(tied_rates(grid, scores, examples))
-        best = min((c for c in cells if c["lr"] in tied), key=lambda c: c["loss"])["lr"]
+        tied = set(tied_rates([c["lr"] for c in pool], [c["validation"] for c in pool], examples))
+        best = min((c for c in pool if c["lr"] in tied), key=lambda c: c["loss"])["lr"]
     return SweepCheck(method, epochs, used, grid, best, scores, examples, losses)
 
 
@@ -94,7 +96,8 @@ def protocol_sweep_cells(task: str, method: str, epochs: int, root=None) -> list
     from experiments import records
 
     return [{"lr": r["lr"], "validation": r["validation"]["accuracy"], "loss": r["validation"].get("loss"),
-             "examples": len(r["validation"]["correct"])} for r in records.load_sweep(task, method, epochs, root)]
+             "examples": len(r["validation"]["correct"]), "on_plateau": bool(r.get("on_plateau"))}
+            for r in records.load_sweep(task, method, epochs, root)]
 
 
 def sentiment_sweep_check(method: str, epochs: int, used: float | None, root=None) -> SweepCheck:

@@ -381,6 +381,9 @@ def test_near_ties_are_broken_by_the_validation_loss() -> None:
     assert wide.inside and wide.swept and "lowest validation loss" in wide.text()
     no_loss = sweeps.check_from_records("lora", 20, None, [{k: v for k, v in c.items() if k != "loss"} for c in cells])
     assert no_loss.best == 0.003 and not no_loss.tie_broken_by_loss  # without losses: the top accuracy
+    # A run that never left the one-class plateau did not train: it cannot win on its low loss.
+    stuck = [{**c, "on_plateau": c["lr"] == 0.001} for c in cells] + [{"lr": 0.03, "validation": 0.5, "loss": 0.69}]
+    assert sweeps.check_from_records("lora", 20, None, stuck).best == 0.003
 
 
 def test_sweep_runs_and_trained_weights_are_kept_on_disk(tmp_path: Path) -> None:
@@ -410,3 +413,11 @@ def test_the_sweep_command_refuses_what_it_cannot_sweep() -> None:
     with pytest.raises(ValueError, match="zero-shot"):
         probe.sweep_plan(["handwritten"], [0.1])
     assert probe.exact("handwritten") and not probe.exact("p_tuning")
+
+
+def test_runs_of_the_same_reviews_through_another_template_are_paired() -> None:
+    same = [{"validation": {"examples": "ids-a", "texts": "reviews"}}, {"validation": {"examples": "ids-b", "texts": "reviews"}}]
+    assert protocol._same_examples(same, "validation")
+    other = [same[0], {"validation": {"examples": "ids-a", "texts": "other reviews"}}]
+    assert not protocol._same_examples(other, "validation")
+    assert records.text_fingerprint([{"text": "a", "label": 1}]) != records.text_fingerprint([{"text": "a", "label": 0}])

@@ -32,6 +32,9 @@ COMMON = {
     "10%": "the recipe's warmup share (hyper-parameter)",
     "95%": "the confidence level of the protocol's intervals",
     "15%": "BERT's masking rate (hyper-parameter of pretraining, Devlin et al.)",
+    "0.90": "the protocol's 'far below' threshold, fixed before the runs (claims.FAR_BELOW)",
+    "0.97": "the protocol's 'matches' threshold, fixed before the runs (claims.MATCHES_FULL)",
+    "1.10": "the protocol's 'far above' threshold, fixed before the runs (claims.FAR_ABOVE)",
 }
 ALLOWED = {  # chapter -> number as written -> why it may be in prose
     "01": {"0.1": "pretraining dropout (hyper-parameter)",
@@ -119,3 +122,10 @@ def test_the_scanner_finds_what_it_must():
         path.unlink()
     assert numbers == ["0.744", "0.54%", "95 s", "1.8x", "3 seeds"]
     assert not _allowed("03", "0.744") and _allowed("03", "12.5%") and _allowed("01", "10%")
+
+
+def test_the_allowed_thresholds_are_the_registry_s():
+    from experiments import claims
+
+    allowed = {float(k) for k, why in COMMON.items() if "threshold" in why}
+    assert allowed == {claims.FAR_BELOW, claims.MATCHES_FULL, claims.FAR_ABOVE}

@@ -295,3 +295,22 @@ def test_forward_cost_tells_a_merged_lora_from_an_unmerged_one():
     assert unmerged[0] > base_cost[0] and unmerged[1] > base_cost[1]
     merged = merge_lora(lora)
     assert forward_cost(lambda: merged(ids, mask)) == base_cost
+
+
+def test_a_template_replaces_eos_and_survives_truncation():
+    from minitransformer import load_pretrained
+    from minitransformer.data import encode_with_template
+
+    _, tokenizer = load_pretrained("gpt")
+    tail = tokenizer.encode(" Overall, it was a", add_special_tokens=False).ids
+    long_text = "The food was cold. " * 40
+    ids = encode_with_template(tokenizer, long_text, " Overall, it was a", "gpt", max_len=96)
+    assert len(ids) == 96 and ids[-len(tail):] == tail  # the review is cut, never the template
+    assert tokenizer.token_to_id("[EOS]") not in ids
+    loader = classification_loader([{"text": "It was lovely.", "label": 1}], tokenizer, "gpt", template=" Overall, it was a")
+    batch = next(iter(loader))
+    assert batch["input_ids"][0, -len(tail):].tolist() == tail and batch["attention_mask"].all()
+    with pytest.raises(ValueError, match="GPT-mode"):
+        encode_with_template(tokenizer, "x", " Overall, it was a", "bert")
+    with pytest.raises(ValueError, match="fewer than max_len"):
+        encode_with_template(tokenizer, "x", " Overall, it was a", "gpt", max_len=3)
