@@ -2,7 +2,8 @@
 
 A method is applied with the configuration its chapter teaches, from the reference solutions
 (`solutions/`, generated from the lessons). `METHODS` are the sentiment benchmark's main configurations,
-`ABLATIONS` the chapters' variants, `NER_METHODS` the sequence-labelling runs (chapters 9-10).
+`ABLATIONS` the chapters' variants, `PROMPT_TUNING_METHODS` chapter 6's (judged by the protocol only),
+`NER_METHODS` the sequence-labelling runs (chapters 9-10).
 """
 
 from __future__ import annotations
@@ -100,7 +101,10 @@ ABLATIONS = {m.name: m for m in [
     Method("adapters_m2", "adapters m=2", _adapters(2), "adapters"),
     Method("adapters_m32", "adapters m=32", _adapters(32), "adapters"),
     Method("full_bert", "full fine-tuning, BERT-mode backbone", lambda model: model, "full", backbone="bert"),
-    # Chapter 6: prompt tuning, its init and length variants, and the scale ladder (narrower backbones).
+]}
+# Chapter 6: prompt tuning, its init and length variants, and the scale ladder (narrower backbones). Judged by the
+# protocol only (`python -m experiments run sentiment`), not by the ablation benchmark.
+PROMPT_TUNING_METHODS = {m.name: m for m in [
     Method("prompt_tuning", "prompt tuning P=20, label init", _prompt_tuning(), template=PT_TEMPLATE),
     Method("prompt_tuning_random", "prompt tuning P=20, random init", _prompt_tuning(init="RANDOM"), "prompt_tuning",
            template=PT_TEMPLATE),
@@ -111,7 +115,7 @@ ABLATIONS = {m.name: m for m in [
     *(Method(f"full_{size}", f"full fine-tuning, {size}", lambda model: model, "full", backbone=f"gpt_{size}")
       for size in ("d16", "d32")),
 ]}
-ALL_METHODS = {**METHODS, **ABLATIONS}
+ALL_METHODS = {**METHODS, **ABLATIONS, **PROMPT_TUNING_METHODS}
 
 
 def _ptv2(**kwargs):
