@@ -102,6 +102,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     elif args.command == "ablations":
         cells = [(m, args.seed, None, args.threads) for m in args.methods]
     else:
+        no_grid = [m for m in args.methods if not args.lrs and ALL_METHODS[m].lr_key not in SWEEP_GRID]
+        if no_grid:
+            print(f"error: no default grid for {no_grid}: pass --lrs, or sweep them with the protocol "
+                  f"(`python -m experiments sweep sentiment --methods {' '.join(no_grid)} --lrs ...`)", file=sys.stderr)
+            return 2
         cells = [(m, args.seed, lr, args.threads) for m in args.methods for lr in (args.lrs or SWEEP_GRID[ALL_METHODS[m].lr_key])]
     started = time.perf_counter()
     epochs = sum(recipes.epochs_for(ALL_METHODS[m].lr_key) for m, *_ in cells if ALL_METHODS[m].prepare is not None)
