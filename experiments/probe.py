@@ -77,36 +77,21 @@ def learning_rate(method: str, root=None):
     epochs = epochs_of(method)
     if not epochs:
         return None
-    check = sweep_check(method, epochs, None, root)
-    if not check.grid:
-        raise ValueError(f"{check.text()}: sweep it first, `python -m experiments sweep probe --methods {method} "
-                         f"--lrs ...`")
-    if not check.inside:
-        raise ValueError(f"{check.text()}: widen its grid (`python -m experiments sweep probe --methods {method} "
-                         f"--lrs ...`)")
-    return check.best
+    from experiments import tasks
+
+    return tasks.swept_rate(TASK, method, sweep_check(method, epochs, None, root))
 
 
 def runnable(methods) -> tuple[list[str], list[str]]:
-    ready, waiting = [], []
-    for m in methods:
-        try:
-            learning_rate(m)
-            ready.append(m)
-        except ValueError as exc:
-            waiting.append(str(exc))
-    return ready, waiting
+    from experiments import tasks
+
+    return tasks.runnable(learning_rate, methods)
 
 
 def claimed_methods() -> tuple[str, ...]:
-    from experiments.claims import CLAIMS
+    from experiments import tasks
 
-    found = []
-    for c in CLAIMS:
-        for m in c.methods:
-            if c.task == TASK and m not in found:
-                found.append(m)
-    return tuple(found)
+    return tasks.claimed_methods(TASK)
 
 
 def plan(methods=None, seeds=(0, 1, 2), doubled: bool = True) -> list[RunSpec]:

@@ -85,14 +85,9 @@ def sweep_check(method: str, epochs: int, used):
 
 def claimed_methods() -> tuple[str, ...]:
     """Every method a registered sentiment claim reads, main methods first."""
-    from experiments.claims import CLAIMS
+    from experiments import tasks
 
-    found = list(MAIN_METHODS)
-    for c in CLAIMS:
-        for m in c.methods:
-            if c.task == TASK and m not in found:
-                found.append(m)
-    return tuple(found)
+    return tasks.claimed_methods(TASK, MAIN_METHODS)
 
 
 def learning_rate(method: str):
@@ -101,6 +96,7 @@ def learning_rate(method: str):
     Raises ValueError, naming the command, when that sweep is missing or its best rate is at the grid's edge:
     a run at a rate borrowed from another budget or method could not give a verdict.
     """
+    from experiments import tasks
     from experiments.methods import ALL_METHODS
     from experiments.sweeps import sentiment_sweep_check
     from minitransformer import recipes
@@ -110,27 +106,14 @@ def learning_rate(method: str):
         return None
     family = ALL_METHODS[method].lr_key  # a main method's rate must also be the recipe's; a variant's is its own
     check = sentiment_sweep_check(method, epochs, recipes.LEARNING_RATES.get(family) if family == method else None)
-    if not check.grid:
-        raise ValueError(f"{check.text()}: sweep it first, `python -m experiments sweep sentiment --methods {method} "
-                         f"--lrs ...` (a grid of rates about 3x apart)")
-    if not check.inside:
-        step = check.grid[1] / check.grid[0] if len(check.grid) > 1 else 10 ** 0.5
-        beyond = check.best / step if check.best == check.grid[0] else check.best * step
-        raise ValueError(f"{check.text()}: widen its grid, `python -m experiments sweep sentiment --methods {method} "
-                         f"--lrs {beyond:.1g}`")
-    return check.best
+    return tasks.swept_rate(TASK, method, check)
 
 
 def runnable(methods) -> tuple[list[str], list[str]]:
     """(methods whose learning rate a sweep at their budget has chosen, why each other one cannot run yet)."""
-    ready, waiting = [], []
-    for m in methods:
-        try:
-            learning_rate(m)
-            ready.append(m)
-        except ValueError as exc:
-            waiting.append(str(exc))
-    return ready, waiting
+    from experiments import tasks
+
+    return tasks.runnable(learning_rate, methods)
 
 
 def plan(methods=None, seeds=(0, 1, 2), doubled: bool = True) -> list[RunSpec]:
