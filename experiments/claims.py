@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from minitransformer.plots import METHOD_COLORS  # one colour per method, every chapter
+
 MATCHES_FULL = 0.97  # "comparable to full fine-tuning": method ÷ full FT at least this
 FAR_BELOW = 0.90  # "far below full fine-tuning": ÷ full FT at most this
 FAR_ABOVE = 1.10  # "far better than a frozen model": ÷ frozen at least this
@@ -173,10 +175,6 @@ def verdict_table(chapter: int | None = None, *, root=None, markdown: bool = Fal
     return "\n".join(lines)
 
 
-# Fixed colours per method, the same in every chapter's plots.
-METHOD_COLORS = {"full": "tab:blue", "frozen": "tab:gray", "lora": "tab:orange", "bitfit": "tab:green",
-                 "adapters": "tab:red", "prompt_tuning": "tab:purple", "p_tuning": "tab:brown",
-                 "prefix_tuning": "tab:pink", "p_tuning_v2": "tab:olive"}  # one colour per method, every chapter
 
 
 def plot_convergence(chapter: int, *, root=None, ax=None):

@@ -9,6 +9,12 @@ import numpy as np
 
 from .training import Experiment
 
+# One colour per method, the same in every chapter's plots and diagrams.
+METHOD_COLORS = {"full": "tab:blue", "frozen": "tab:gray", "lora": "tab:orange", "bitfit": "tab:green",
+                 "adapters": "tab:red", "prompt_tuning": "tab:purple", "p_tuning": "tab:brown",
+                 "prefix_tuning": "tab:pink", "p_tuning_v2": "tab:olive"}
+FROZEN_COLOR = "0.75"  # what a method leaves untouched
+
 
 def smooth(values: Sequence[float], window: int = 10) -> np.ndarray:
     values = np.asarray(values, dtype=float)

@@ -54,7 +54,7 @@ N_TRAIN = 1000  # training reviews (of 2000): the low/medium-data regime PEFT pa
 EPOCHS = 20
 # The budget of the methods whose validation curves still rose at EPOCHS (training.still_rising, seed 0, at the
 # 20-epoch sweep's best rate); their learning rate is swept again at this budget.
-METHOD_EPOCHS = {"bitfit": 60, "adapters": 60, "prompt_tuning": 60}
+METHOD_EPOCHS = {"bitfit": 60, "adapters": 60, "prompt_tuning": 120}
 BATCH_SIZE = 32
 WARMUP_RATIO = 0.1
 SCHEDULE = "linear"
