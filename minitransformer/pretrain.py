@@ -534,6 +534,7 @@ def pretrain(mode: str = "gpt", steps: int = 1500, batch_size: int = 32, lr: flo
         "wall_time_seconds": round(train_seconds, 1),
         "first_train_loss": round(losses[0], 4),
         "final_train_loss": round(sum(losses[-50:]) / len(losses[-50:]), 4),
+        "train_loss_curve": [round(x, 4) for x in losses],  # one per optimizer step
         "validation_loss": round(val_loss, 4),
         "validation_perplexity": round(math.exp(val_loss), 2),
         "validation_protocol": "20 batches of 32 windows from every 50th document, generator seed 1234"
