@@ -15,8 +15,12 @@ Everything else is the same for every method and lives here, taught once in chap
 
 Files. `save_peft_model` writes `adapter_model.safetensors` (tensor names prefixed with
 `base_model.model.`, as HF PEFT does) and `adapter_config.json` (the config's fields plus
-`peft_type`). A LoRA file is a valid HF PEFT LoRA adapter and the reverse; see
-`docs/peft_file_format.md`. This module never imports `peft`.
+`peft_type`). A LoRA file is a valid HF PEFT LoRA adapter and the reverse. A soft prompt (prompt
+tuning, P-tuning, prefix tuning, P-tuning v2) is written as HF PEFT writes prompt learning: one
+tensor `prompt_embeddings` (the prompt encoder's output), `task_type`, the backbone's sizes, and
+P-tuning v2 as `PREFIX_TUNING` (`PromptFileFormat`, `PROMPT_FORMATS`). `load_peft_model` reads
+these files, HF PEFT's, and the files written before. See `docs/peft_file_format.md`. This module
+never imports `peft`.
 """
 
 from __future__ import annotations
@@ -25,14 +29,17 @@ import dataclasses
 import hashlib
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Optional, Union
+from typing import Callable, ClassVar, Iterator, Optional, Union
 
 import torch
 import torch.nn as nn
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from .model import SequenceClassifier, TokenClassifier
 from .training import count_parameters
 
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -126,8 +133,10 @@ def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 PEFT_TYPES: dict[str, type["PeftConfig"]] = {}  # peft_type -> config class; every subclass registers itself
 
 # Fields of HF PEFT's adapter_config.json that say nothing about the weights: skipped when loading.
+# (tokenizer_name_or_path, tokenizer_kwargs and init_weights only say how HF PEFT starts a new prompt.)
 METADATA_FIELDS = {"base_model_name_or_path", "revision", "task_type", "inference_mode", "peft_version",
-                   "auto_mapping", "init_lora_weights", "megatron_core", "qalora_group_size"}
+                   "auto_mapping", "init_lora_weights", "megatron_core", "qalora_group_size",
+                   "tokenizer_name_or_path", "tokenizer_kwargs", "init_weights"}
 
 
 @dataclass
@@ -168,50 +177,369 @@ class PeftConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
+# ----------------------------------------------------------------------------- soft prompts in HF PEFT's layout
+
+PROMPT_KEY = "prompt_embeddings"  # HF PEFT stores a prompt-learning method's prompt as this one tensor
+PROMPT_MODULE_PREFIX = "base_model."  # ... and the modules_to_save of such a model as base_model.<module path>
+# task_type -> the model class HF PEFT builds for it (PeftModelFor...) and what that means for our models.
+TASK_TYPES = {"CAUSAL_LM": "a GPT-mode language model (PeftModelForCausalLM)",
+              "FEATURE_EXTRACTION": "a BERT-mode model (PeftModelForFeatureExtraction; HF PEFT has no masked-LM task)",
+              "SEQ_CLS": "a SequenceClassifier (PeftModelForSequenceClassification)",
+              "TOKEN_CLS": "a TokenClassifier (PeftModelForTokenClassification)"}
+BACKBONE_SIZES = {"token_dim": "d_model", "num_layers": "n_layers", "num_attention_heads": "n_heads"}
+# HF PEFT's PromptTuningConfig wants a tokenizer name with prompt_tuning_init="TEXT" (it reads it only to start a new
+# prompt, never to load a trained one); the curriculum encodes the init text with the project's tokenizer.
+PROJECT_TOKENIZER = "minitransformer/checkpoints/tokenizer.json"
+INPUT_SLOT, ANSWER_SLOT = "[X]", "[Y]"  # P-tuning's template slots (chapter 7)
+
+
+def _backbone_config(model: nn.Module):
+    """The TransformerConfig of the model's backbone (every prompt-learning model here has `.backbone`), or None."""
+    return getattr(getattr(model, "backbone", None), "config", None)
+
+
+def _task_type_by_mode(model: nn.Module) -> Optional[str]:
+    config = _backbone_config(model)
+    mode = getattr(config, "mode", None)
+    return {"gpt": "CAUSAL_LM", "bert": "FEATURE_EXTRACTION"}.get(mode)
+
+
+def _past_to_rows(past) -> torch.Tensor:
+    """L pairs (key, value) of (1, H, P, h) -> (P, L*2*d), HF PEFT's layout of a prefix: row p is
+    [layer 0 key | layer 0 value | layer 1 key | ...], each d = H*h wide."""
+    kv = torch.stack([t[0] for pair in past for t in pair])  # (2L, H, P, h)
+    return kv.permute(2, 0, 1, 3).reshape(kv.shape[2], -1)  # (P, 2L*H*h)
+
+
+@contextmanager
+def _evaluation(model: nn.Module) -> Iterator[None]:
+    """Every module in eval mode (no dropout) and no autograd, then each module's own mode back."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+class PromptFileFormat:
+    """How one prompt-learning method of ours is written in HF PEFT's layout, and read back.
+
+    HF PEFT saves the prompt as its encoder's output at inference (`get_prompt_embedding_to_save`): one
+    tensor, `prompt_embeddings`, with `inference_mode: true` in the config; it picks the model class from
+    `task_type` and needs the backbone's sizes (`token_dim`, `num_layers`, `num_attention_heads`,
+    `num_transformer_submodules`). A subclass names our module that makes the prompt and the parameter
+    that holds a loaded one.
+    """
+
+    file_type: str = ""  # the peft_type written: HF PEFT's name of the method
+    prompt_module: str = ""  # our module that makes the prompt: its trainable tensors are replaced by its output
+    holder: str = ""  # the parameter that holds a loaded prompt (in the model that `from_file`'s config builds)
+
+    def applies(self, model: nn.Module, config: PeftConfig) -> bool:
+        """Whether `model` is one this layout describes (else the file keeps the project's own layout)."""
+        return _backbone_config(model) is not None and isinstance(
+            getattr(model, self.prompt_module.split(".")[0], None), nn.Module)
+
+    def prompt(self, model: nn.Module) -> torch.Tensor:
+        """The prompt as HF PEFT stores it (called in eval mode, without autograd)."""
+        raise NotImplementedError
+
+    def task_type(self, model: nn.Module) -> Optional[str]:
+        """HF PEFT's task_type for `model` (None: a model HF PEFT has no task for)."""
+        return _task_type_by_mode(model)
+
+    def modules_to_save(self, names: list[str]) -> list[str]:
+        """modules_to_save as written, from the exact paths of the modules (see _DeepPromptFormat)."""
+        return names
+
+    def to_file(self, values: dict) -> dict:
+        """Our config's values -> the config written: HF PEFT marks a stored prompt `inference_mode: true`."""
+        return {**values, "inference_mode": True}
+
+    def from_file(self, values: dict) -> dict:
+        """Config values read from a file in this layout -> our config values that build `holder`."""
+        return values
+
+
+class _SoftPromptFormat(PromptFileFormat):
+    """PROMPT_TUNING (chapter 6): PromptTuningClassifier.soft_prompt, P vectors trained directly."""
+
+    file_type, prompt_module, holder = "PROMPT_TUNING", "soft_prompt", "soft_prompt.weight"
+
+    def prompt(self, model):
+        return model.soft_prompt.weight
+
+    def to_file(self, values):
+        values = super().to_file(values)
+        if values.get("prompt_tuning_init") == "TEXT" and not values.get("tokenizer_name_or_path"):
+            values["tokenizer_name_or_path"] = PROJECT_TOKENIZER
+        return values
+
+
+class _PromptEncoderFormat(PromptFileFormat):
+    """P_TUNING (chapter 7): PTuningModel.prompt_encoder; the file holds its output, the LSTM/MLP is dropped."""
+
+    file_type, prompt_module, holder = "P_TUNING", "prompt_encoder", "prompt_encoder.embedding.weight"
+
+    def prompt(self, model):
+        return model.prompt_encoder()
+
+    def from_file(self, values):
+        values = {**values, "inference_mode": True}  # the stored vectors, no encoder (as export_prompt)
+        if "template" not in values:  # HF PEFT's P-tuning: every virtual token in front of the input
+            values["template"] = [values.get("num_virtual_tokens"), INPUT_SLOT, ANSWER_SLOT]
+        return values
+
+
+class _PrefixFormat(PromptFileFormat):
+    """PREFIX_TUNING (chapter 8): PrefixTuningModel.prefix_encoder; the file holds the prefix it makes (the MLP's
+    output, or the keys and values of an embedding-only prefix), (P, L*2*d), which loads as a plain table."""
+
+    file_type, prompt_module, holder = "PREFIX_TUNING", "prefix_encoder", "prefix_encoder.embedding.weight"
+
+    def prompt(self, model):
+        return _past_to_rows(model.get_prefix(1))
+
+    def from_file(self, values):
+        values = {**values, "prefix_projection": False, "embedding_only": False}  # the table itself
+        if values.get("encoder_hidden_size") is None:  # HF PEFT's default; unused without the projection
+            values.pop("encoder_hidden_size", None)
+        return values
+
+
+class _DeepPromptFormat(PromptFileFormat):
+    """P_TUNING_V2 (chapter 9): a SequenceClassifier or TokenClassifier whose backbone (a PromptedBackbone) holds
+    a deep prompt. HF PEFT has no P-tuning v2 type: it is PREFIX_TUNING with prefix_projection=false, for
+    task_type SEQ_CLS or TOKEN_CLS. The input-only comparison variants (prompt_depth="input") drop the prompt
+    positions before the head, which no HF PEFT class does: they keep the project's own layout."""
+
+    file_type, prompt_module, holder = ("PREFIX_TUNING", "backbone.prompt_encoder",
+                                        "backbone.prompt_encoder.embedding.weight")
+    VARIANT_FIELDS = ("prompt_depth", "encoder_reparameterization_type", "prompt_tuning_init")
+
+    def applies(self, model, config):
+        return getattr(config, "prompt_depth", None) == "all_layers" and self.task_type(model) is not None \
+            and isinstance(getattr(model.backbone, "prompt_encoder", None), nn.Module)
+
+    def prompt(self, model):
+        return _past_to_rows(model.backbone.prompt_encoder(1))
+
+    def task_type(self, model):
+        if isinstance(model, TokenClassifier):
+            return "TOKEN_CLS"
+        return "SEQ_CLS" if isinstance(model, SequenceClassifier) else None
+
+    def modules_to_save(self, names):
+        # HF PEFT matches modules_to_save by plain suffix (`key.endswith(name)`): "head" would also wrap an lm_head.
+        # PeftModelForSequence/TokenClassification match these names against their own module names too, where our
+        # head is "base_model.head", a name that no other module ends in.
+        return [PROMPT_MODULE_PREFIX + n for n in names]
+
+    def to_file(self, values):
+        values = {k: v for k, v in values.items() if k not in self.VARIANT_FIELDS}  # all_layers: their defaults
+        return {**super().to_file(values), "prefix_projection": False}
+
+    def from_file(self, values):
+        values = {**values, "prefix_projection": False}  # the table itself (HF PEFT: the prefix, not an MLP)
+        if values.get("encoder_hidden_size") is None:
+            values.pop("encoder_hidden_size", None)
+        return values
+
+
+# our peft_type -> how its files are written in HF PEFT's layout
+PROMPT_FORMATS: dict[str, PromptFileFormat] = {"PROMPT_TUNING": _SoftPromptFormat(), "P_TUNING": _PromptEncoderFormat(),
+                                               "PREFIX_TUNING": _PrefixFormat(), "P_TUNING_V2": _DeepPromptFormat()}
+# (peft_type, task_type) in a file -> our peft_type, where they differ: HF PEFT's prefix tuning for a classifier
+# is our P-tuning v2 (chapter 9); for a language model it is prefix tuning (chapter 8).
+FILE_TYPE_ALIASES = {("PREFIX_TUNING", "SEQ_CLS"): "P_TUNING_V2", ("PREFIX_TUNING", "TOKEN_CLS"): "P_TUNING_V2"}
+# modules_to_save that HF PEFT's PeftModelForSequence/TokenClassification add by themselves (HF models' heads)
+PEFT_AUTO_MODULES = {"SEQ_CLS": ("classifier", "score"), "TOKEN_CLS": ("classifier", "score")}
+
+
+def _prompt_file(model: nn.Module, config: PeftConfig, fmt: PromptFileFormat) -> tuple[dict, dict]:
+    """(tensors, config values) of `model` in HF PEFT's prompt-learning layout."""
+    saved_modules = (find_targets(model, config.modules_to_save, what="modules_to_save")
+                     if config.modules_to_save else [])
+    trainable = trainable_state_dict(model)
+
+    def inside(name: str, module: str) -> bool:
+        return name.startswith(module + ".")
+
+    stray = [n for n in trainable if not inside(n, fmt.prompt_module) and not any(inside(n, m) for m in saved_modules)]
+    if stray:
+        raise ValueError(f"{stray[:3]} train, but they are neither the prompt ({fmt.prompt_module}) nor in "
+                         f"modules_to_save={config.modules_to_save}; a {config.peft_type} file holds only those. Add "
+                         f"their modules to modules_to_save, or freeze them, before saving.")
+    with _evaluation(model):
+        prompt = fmt.prompt(model).detach().cpu().contiguous()
+    tensors = {PROMPT_KEY: prompt}
+    tensors.update({PROMPT_MODULE_PREFIX + n: t for n, t in trainable.items()
+                    if any(inside(n, m) for m in saved_modules)})
+    backbone = _backbone_config(model)
+    values = fmt.to_file(config.to_dict())
+    values.update(peft_type=fmt.file_type, task_type=fmt.task_type(model), num_transformer_submodules=1,
+                  modules_to_save=fmt.modules_to_save(saved_modules),
+                  **{name: getattr(backbone, ours) for name, ours in BACKBONE_SIZES.items()})
+    return tensors, values
+
+
 def save_peft_model(model: nn.Module, config: PeftConfig, directory: Union[str, Path]) -> Path:
-    """Write `model`'s trainable tensors and `config` to `directory` in HF PEFT's format."""
+    """Write `model`'s trainable tensors and `config` to `directory` in HF PEFT's format.
+
+    A soft prompt (a type in PROMPT_FORMATS) is written as HF PEFT writes prompt learning: the prompt its
+    encoder makes, as `prompt_embeddings`, and the config HF PEFT needs to rebuild it."""
     if any(getattr(m, "merged", False) for m in model.modules()):
         raise ValueError("Some layers are merged: merged weights are not adapter weights. Unmerge them "
                          "(e.g. unmerge_lora(model)) before saving.")
+    fmt = PROMPT_FORMATS.get(config.peft_type)
+    if fmt is not None and fmt.applies(model, config):
+        tensors, values = _prompt_file(model, config, fmt)
+    else:
+        tensors = {KEY_PREFIX + name: t for name, t in trainable_state_dict(model).items()}
+        values = config.to_dict()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {KEY_PREFIX + name: t for name, t in trainable_state_dict(model).items()}
     save_file(tensors, str(directory / WEIGHTS_NAME))
-    (directory / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    (directory / CONFIG_NAME).write_text(json.dumps(values, indent=2) + "\n")
     return directory
 
 
-def read_peft_config(directory: Union[str, Path], config_class: Optional[type[PeftConfig]] = None) -> PeftConfig:
-    """The config saved in `directory`, as the class registered for its `peft_type` (or `config_class`)."""
+def _read_values(directory: Union[str, Path]) -> tuple[Path, dict]:
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: a PEFT checkpoint is a folder with {CONFIG_NAME} and "
                                 f"{WEIGHTS_NAME}, as save_peft_model writes it.")
-    values = json.loads(path.read_text())
-    peft_type = values.get("peft_type")
-    cls = config_class or PEFT_TYPES.get(peft_type)
-    if cls is None or cls.peft_type != peft_type:
+    return path, json.loads(path.read_text())
+
+
+def _in_prompt_layout(directory: Union[str, Path], values: dict) -> bool:
+    """Whether the folder holds a prompt in HF PEFT's layout (`prompt_embeddings`), not the project's old one."""
+    weights = Path(directory) / WEIGHTS_NAME
+    if weights.is_file():
+        with safe_open(str(weights), framework="pt") as f:
+            return PROMPT_KEY in f.keys()
+    return values.get("num_transformer_submodules") is not None
+
+
+def _our_type(values: dict) -> str:
+    """Our peft_type for a file: its own, or the method HF PEFT's (peft_type, task_type) stands for here."""
+    return FILE_TYPE_ALIASES.get((values.get("peft_type"), values.get("task_type")), values.get("peft_type"))
+
+
+def _config_class(path: Path, values: dict, config_class: Optional[type[PeftConfig]]) -> type[PeftConfig]:
+    peft_type, ours = values.get("peft_type"), _our_type(values)
+    cls = config_class or PEFT_TYPES.get(ours)
+    if cls is None or cls.peft_type not in (ours, peft_type):
         known = sorted(PEFT_TYPES) if config_class is None else [config_class.peft_type]
-        raise ValueError(f"{path} has peft_type={peft_type!r}, but the methods defined here are {known}. "
-                         f"Run the chapter that defines the {peft_type} method first.")
-    return cls.from_dict(values)
+        what = peft_type if ours == peft_type else (f"{ours} (HF PEFT writes it as peft_type={peft_type!r} with "
+                                                    f"task_type={values.get('task_type')!r})")
+        raise ValueError(f"{path} holds a {what} adapter, but the methods defined here are {known}. "
+                         f"Run the chapter that defines the {ours} method first.")
+    return cls
+
+
+def _config_values(path: Path, values: dict, cls: type[PeftConfig], prompt_layout: bool,
+                   model: Optional[nn.Module] = None) -> dict:
+    """The file's values as `cls` reads them: a prompt in HF PEFT's layout becomes the config that holds it, and
+    HF PEFT's prompt-learning fields are checked (against `model`'s backbone, if given) and dropped."""
+    values = dict(values)
+    fmt = PROMPT_FORMATS.get(cls.peft_type)
+    if fmt is None:
+        return values
+    if prompt_layout:
+        values = fmt.from_file(values)
+    values["peft_type"] = cls.peft_type
+    submodules = values.pop("num_transformer_submodules", None)
+    if submodules not in (None, 1):
+        raise ValueError(f"{path} has num_transformer_submodules={submodules}: HF PEFT wrote it for an encoder-decoder "
+                         f"model (a prompt for the encoder and one for the decoder, task_type SEQ_2_SEQ_LM). These "
+                         f"backbones are one stack: use a prompt saved for a decoder-only or encoder-only model "
+                         f"(num_transformer_submodules=1).")
+    backbone = _backbone_config(model) if model is not None else None
+    if backbone is not None:
+        wrong = {name: (values[name], getattr(backbone, ours_name)) for name, ours_name in BACKBONE_SIZES.items()
+                 if values.get(name) is not None and values[name] != getattr(backbone, ours_name)}
+        if wrong:
+            saved = ", ".join(f"{k}={file_size}" for k, (file_size, _) in wrong.items())
+            sizes = ", ".join(f"{BACKBONE_SIZES[k]}={size}" for k, (_, size) in wrong.items())
+            raise ValueError(f"{path} was saved for a backbone with {saved}, but this model's backbone has {sizes}: "
+                             f"load it into the base model it was trained on.")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    for name in BACKBONE_SIZES:
+        if name not in fields:
+            values.pop(name, None)
+    modules = values.get("modules_to_save")
+    if isinstance(modules, (list, tuple)):
+        module_names = [n for n, _ in model.named_modules()] if model is not None else None
+        auto = PEFT_AUTO_MODULES.get(values.get("task_type"), ())
+        kept = []
+        for name in modules:
+            name = name.removeprefix(PROMPT_MODULE_PREFIX)
+            if name in auto and (module_names is None or not any(is_target(n, [name]) for n in module_names)):
+                continue  # HF PEFT's own addition for transformers' heads; our classifiers' head is `head`
+            if name not in kept:
+                kept.append(name)
+        values["modules_to_save"] = kept
+    elif modules is None and "modules_to_save" in values:
+        values["modules_to_save"] = []
+    return values
+
+
+def read_peft_config(directory: Union[str, Path], config_class: Optional[type[PeftConfig]] = None) -> PeftConfig:
+    """The config saved in `directory`, as the class registered for its `peft_type` (or `config_class`).
+
+    HF PEFT's prefix tuning for a classifier (task_type SEQ_CLS or TOKEN_CLS) is read as P_TUNING_V2."""
+    path, values = _read_values(directory)
+    cls = _config_class(path, values, config_class)
+    return cls.from_dict(_config_values(path, values, cls, _in_prompt_layout(directory, values)))
+
+
+def _check_task_type(path: Path, values: dict, cls: type[PeftConfig], model: nn.Module) -> None:
+    """A file with a task_type is for one kind of model: refuse another kind with one error."""
+    saved, fmt = values.get("task_type"), PROMPT_FORMATS.get(cls.peft_type)
+    if saved is None or fmt is None:
+        return
+    expected = fmt.task_type(model)
+    if expected != saved:
+        wanted = TASK_TYPES.get(saved, f"task_type {saved!r}")
+        got = type(model).__name__ + (f" (task_type={expected!r})" if expected else "")
+        raise ValueError(f"{path} is a {values.get('peft_type')} adapter with task_type={saved!r}, for {wanted}; this "
+                         f"model is a {got}. Load it into {wanted.split(' (')[0]} built on the backbone it was "
+                         f"trained on.")
 
 
 def load_peft_model(model: nn.Module, directory: Union[str, Path], config_class: Optional[type[PeftConfig]] = None,
                     verbose: bool = False) -> nn.Module:
     """Apply the saved method to a fresh base `model` (in place), then load the saved tensors into it.
 
-    The method is the one registered for the file's `peft_type`; pass `config_class` to choose it yourself.
+    The method is the one registered for the file's `peft_type` (HF PEFT's PREFIX_TUNING for a classifier is
+    P_TUNING_V2); pass `config_class` to choose it yourself. Reads the project's files (old and new) and HF PEFT's.
     """
-    config = read_peft_config(directory, config_class)
+    path, values = _read_values(directory)
+    cls = _config_class(path, values, config_class)
+    prompt_layout = _in_prompt_layout(directory, values)
+    _check_task_type(path, values, cls, model)
+    config = cls.from_dict(_config_values(path, values, cls, prompt_layout, model))
     config.inject(model, verbose=verbose)
-    path = Path(directory) / WEIGHTS_NAME
-    saved = {k.removeprefix(KEY_PREFIX): v for k, v in load_file(str(path)).items()}
+    weights = Path(directory) / WEIGHTS_NAME
+    if prompt_layout:
+        fmt = PROMPT_FORMATS.get(cls.peft_type)
+        if fmt is None:
+            raise ValueError(f"{weights} holds a soft prompt ({PROMPT_KEY}), but {cls.__name__} ({cls.peft_type}) is "
+                             f"not a prompt-learning method: load it with the method it was saved with.")
+        saved = {fmt.holder if k == PROMPT_KEY else k.removeprefix(PROMPT_MODULE_PREFIX): v
+                 for k, v in load_file(str(weights)).items()}
+    else:
+        saved = {k.removeprefix(KEY_PREFIX): v for k, v in load_file(str(weights)).items()}
     expected = trainable_state_dict(model)
     missing, unexpected = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
-    wrong_shape = [k for k in set(saved) & set(expected) if saved[k].shape != expected[k].shape]
+    wrong_shape = [f"{k} {tuple(saved[k].shape)}, expected {tuple(expected[k].shape)}"
+                   for k in sorted(set(saved) & set(expected)) if saved[k].shape != expected[k].shape]
     if missing or unexpected or wrong_shape:
-        raise ValueError(f"{path} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]}, "
+        raise ValueError(f"{weights} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]}, "
                          f"wrong shape {wrong_shape[:3]}): load it into the base model it was trained on.")
     with torch.no_grad():
         params = dict(model.named_parameters())
