@@ -89,3 +89,16 @@ def test_attention_patterns_are_the_models_own():
     fig = draw_attention_patterns({"prefix": (with_prefix, P, False), "prompt": (with_prompt, P, True)})
     assert len(fig.axes) == 4
     plt.close("all")
+
+
+def test_one_colour_per_method_in_every_plot():
+    from minitransformer.plots import METHOD_COLORS, method_colors
+
+    names = ["full fine-tuning", "frozen probe (L2 0.0001)", "LoRA q,v r=8", "BitFit (all biases)", "BitFit q+i",
+             "Houlsby adapters", "P-tuning v2 (deep)", "prefix tuning", "prompt tuning d=32", "something else"]
+    colors = method_colors(names)
+    assert colors[:4] == [METHOD_COLORS[m] for m in ("full", "frozen", "lora", "bitfit")]
+    assert colors[4] is None, "a second BitFit line must not reuse BitFit's colour"
+    assert colors[5:9] == [METHOD_COLORS[m] for m in ("adapters", "p_tuning_v2", "prefix_tuning", "prompt_tuning")]
+    assert colors[9] is None
+    assert len(set(METHOD_COLORS.values())) == len(METHOD_COLORS), "two methods share a colour"
