@@ -80,6 +80,8 @@ class Convergence:
     def text(self) -> str:
         if self.exact:
             return f"{self.method}: {self.exact_note}"
+        if self.score is None:
+            return f"{self.method}: no run of seed 0 at {self.epochs} epochs yet"
         if self.doubled is None:
             return f"{self.method}: no run at {DOUBLED}x {self.epochs} epochs yet"
         verdict = "converged" if self.converged else "STILL LEARNING"

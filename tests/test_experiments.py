@@ -220,6 +220,13 @@ def test_no_doubled_run_means_not_converged(tmp_path: Path) -> None:
     assert verdict.outcome == protocol.NOT_CONVERGED and "no run at 2x 20 epochs" in verdict.reason
 
 
+def test_seeds_without_seed_0_are_not_converged_and_say_why(tmp_path: Path) -> None:
+    write_benchmark(tmp_path, (0.92, 0.93, 0.92), (0.92, 0.925, 0.93), {"lora": 0.92, "full": 0.925})
+    records.run_path("sentiment", "lora", 20, 0, tmp_path).unlink()  # seeds 1 and 2 and the doubled run remain
+    verdict = judge(CLAIM, tmp_path)
+    assert verdict.outcome == protocol.NOT_CONVERGED and "lora: no run of seed 0 at 20 epochs yet" in verdict.reason
+
+
 def test_one_seed_is_shown_not_judged(tmp_path: Path) -> None:
     write_benchmark(tmp_path, (0.80,), (0.92,), {"lora": 0.80, "full": 0.92})
     verdict = judge(CLAIM, tmp_path)
