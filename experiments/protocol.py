@@ -157,6 +157,26 @@ def convergence_of(task: str, method: str, epochs: int, runs: dict[int, dict], *
     return Convergence(method, epochs, score, doubled, noise)
 
 
+def previous_budget_test(task: str, method: str, epochs: int, *, split: str = "validation",
+                         root=None) -> Convergence | None:
+    """The doubled-budget test at half the final budget ``epochs``: the evidence that set the final budget.
+
+    Seed 0 at ``epochs // 2`` against the very same run (seed 0, the same rate) trained for ``epochs``, which the
+    final budget's sweep keeps as one of its cells; the noise is the half budget's seeds'. None when those runs
+    are not on file (a method whose first budget was its final one).
+    """
+    half = epochs // 2
+    runs = records.load_runs(task, method, half, SEEDS, root)
+    if 0 not in runs or runs[0].get("lr") is None:
+        return None
+    path = records.sweep_path(task, method, epochs, runs[0]["lr"], root)
+    if not path.exists():
+        return None
+    twice = records.load_run_file(path)
+    noise = paired_interval(_vectors(runs, sorted(runs), split), statistic="value").half_width if len(runs) >= 2 else None
+    return Convergence(method, half, runs[0][split]["accuracy"], twice[split]["accuracy"], noise)
+
+
 def decide(interval: Interval, comparison: str, threshold: float) -> str:
     """The outcome of a converged claim with enough seeds, from where its interval lies."""
     if comparison not in (">=", "<="):

@@ -428,3 +428,20 @@ def test_runs_of_the_same_reviews_through_another_template_are_paired() -> None:
     other = [same[0], {"validation": {"examples": "ids-a", "texts": "other reviews"}}]
     assert not protocol._same_examples(other, "validation")
     assert records.text_fingerprint([{"text": "a", "label": 1}]) != records.text_fingerprint([{"text": "a", "label": 0}])
+
+
+def test_the_evidence_for_a_final_budget_is_the_half_budgets_failed_test(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    hardness = rng.random(N)
+    for seed, acc in enumerate((0.78, 0.80, 0.79)):  # the first budget, 30 epochs at lr 0.3
+        run = record("prompt_tuning", seed, 30, accuracy_vector(acc, rng, hardness))
+        run["lr"] = 0.3
+        records.save_run(run, tmp_path)
+    assert protocol.previous_budget_test("sentiment", "prompt_tuning", 60, root=tmp_path) is None, \
+        "without the same run at the final budget there is no evidence"
+    twice = record("prompt_tuning", 0, 60, accuracy_vector(0.90, rng, hardness))
+    twice.update(lr=0.3, sweep=True)  # the final budget's sweep cell at the first budget's rate
+    records.save_run(twice, tmp_path)
+    test = protocol.previous_budget_test("sentiment", "prompt_tuning", 60, root=tmp_path)
+    assert (test.epochs, test.score, test.doubled) == (30, 0.78, 0.90)
+    assert not test.converged and "STILL LEARNING" in test.text()
