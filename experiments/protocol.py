@@ -141,6 +141,11 @@ def _point(claim, runs: dict[str, dict[int, dict]], seed: int, split: str) -> fl
     return float(STATISTICS[claim.statistic](scores[0], scores[1] if claim.reference else np.zeros(1))[0])
 
 
+def _noise(runs: dict[int, dict], split: str) -> float | None:
+    """Half-width of a method's own 95% interval over its seeds and examples (None: fewer than 2 seeds)."""
+    return paired_interval(_vectors(runs, sorted(runs), split), statistic="value").half_width if len(runs) >= 2 else None
+
+
 def convergence_of(task: str, method: str, epochs: int, runs: dict[int, dict], *, exact: bool = False,
                    split: str = "validation", root=None) -> Convergence:
     """The doubled-budget test of ``method`` from its 1x runs (by seed) and its seed-0 run at 2x."""
@@ -150,8 +155,7 @@ def convergence_of(task: str, method: str, epochs: int, runs: dict[int, dict], *
         note = getattr(task_module(task), "EXACT_NOTE", Convergence.exact_note)
         return Convergence(method, epochs, None, None, None, exact=True, exact_note=note)
     score = runs[0][split]["accuracy"] if 0 in runs else None
-    noise = paired_interval(_vectors(runs, sorted(runs), split), statistic="value").half_width \
-        if len(runs) >= 2 else None
+    noise = _noise(runs, split)
     doubled_run = records.load_run(task, method, DOUBLED * epochs, 0, root)
     doubled = doubled_run[split]["accuracy"] if doubled_run is not None else None
     return Convergence(method, epochs, score, doubled, noise)
@@ -173,8 +177,7 @@ def previous_budget_test(task: str, method: str, epochs: int, *, split: str = "v
     if not path.exists():
         return None
     twice = records.load_run_file(path)
-    noise = paired_interval(_vectors(runs, sorted(runs), split), statistic="value").half_width if len(runs) >= 2 else None
-    return Convergence(method, half, runs[0][split]["accuracy"], twice[split]["accuracy"], noise)
+    return Convergence(method, half, runs[0][split]["accuracy"], twice[split]["accuracy"], _noise(runs, split))
 
 
 def decide(interval: Interval, comparison: str, threshold: float) -> str:
