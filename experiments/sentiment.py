@@ -12,6 +12,7 @@ registry (``experiments.methods.METHODS``): one registry, not a copy.
 from __future__ import annotations
 
 import hashlib
+import math
 import platform
 from dataclasses import dataclass
 
@@ -178,7 +179,8 @@ def run(spec: RunSpec, progress: bool = True, reuse_sweep: bool = True) -> dict:
     """Train and score one run; returns its record (not yet saved).
 
     Seed 0 at the chosen rate is a run the sweep already made (runs are deterministic): with ``reuse_sweep`` its
-    sweep record is copied instead of training again."""
+    sweep record is copied instead of training again, and a sweep run at the rate of a recorded seed-0 run copies
+    that run."""
     from minitransformer import recipes
     from experiments.methods import ALL_METHODS
 
@@ -191,6 +193,14 @@ def run(spec: RunSpec, progress: bool = True, reuse_sweep: bool = True) -> dict:
             record["sweep"] = False
             record["_weights"] = records.load_weights(swept)
             return record
+    if reuse_sweep and spec.lr is not None and spec.seed == 0 and spec.budget == 1:
+        made = records.run_path(TASK, spec.method, spec.epochs, 0)
+        if made.exists():  # the same run the other way round: seed 0 at this rate is on disk as a protocol run
+            record = records.load_run_file(made)
+            if math.isclose(record["lr"], spec.lr):
+                record["sweep"] = True
+                record["_weights"] = records.load_weights(made)
+                return record
     setup = recipes.sentiment_setup(seed=spec.seed, backbone=method.backbone, template=method.template)
     if method.prepare is None:
         experiment = recipes.frozen_probe(setup, seed=spec.seed)

@@ -58,3 +58,34 @@ def pareto_front(points: list) -> list:
         if not dominated:
             front.append((cost, score, name))
     return [name for _, _, name in sorted(front, key=lambda p: (p[0], -p[1]))]
+
+
+def choose_method(cells: list, *, max_latency_b1=None, max_latency_b32=None, max_stored_parameters=None,
+                  max_train_memory=None, tolerance: float = 0.0) -> str:
+    """The method to deploy, from the measured rows of one task (see the table above for the limits).
+
+    Keep the rows that meet every limit given (None: no limit); among those within `tolerance` of the best mean
+    score, return the method that stores the fewest parameters, ties broken by the lower latency at batch 1.
+    Raise a ValueError naming the limits when no row meets them.
+    """
+    limits = {"max_latency_b1": (max_latency_b1, lambda r: r["latency_b1_vs_base"]),
+              "max_latency_b32": (max_latency_b32, lambda r: r["latency_b32_vs_base"]),
+              "max_stored_parameters": (max_stored_parameters, lambda r: r["stored_parameters"]),
+              "max_train_memory": (max_train_memory, lambda r: r["memory"]["total"])}
+    kept = [r for r in cells if all(bound is None or value(r) <= bound for bound, value in limits.values())]
+    if not kept:
+        given = {name: bound for name, (bound, _) in limits.items() if bound is not None}
+        raise ValueError(f"no method meets every limit {given}: relax one of them.")
+    top = max(r["mean"] for r in kept)
+    equal = [r for r in kept if r["mean"] >= top - tolerance]
+    return min(equal, key=lambda r: (r["stored_parameters"], r["latency_b1_vs_base"]))["method"]
+
+
+def deployments() -> dict:
+    """The three deployments of the text as limits: {"phone": dict(task=..., tolerance=..., ...), "service": ...,
+    "tagger": ...}, every key but `task` a keyword argument of choose_method."""
+    return {
+        "phone": dict(task="sentiment", max_latency_b1=1.05, tolerance=0.01),
+        "service": dict(task="sentiment", max_stored_parameters=16 * 1024 // 4, max_latency_b32=1.5, tolerance=0.01),
+        "tagger": dict(task="ner", max_train_memory=4.5 * 2**20, max_latency_b1=1.05, tolerance=0.01),
+    }

@@ -28,9 +28,9 @@ class LoraLinear(nn.Module):
         self.r, self.lora_alpha = r, lora_alpha
         self.merged = False
         # 1. Reject a rank r that is not a positive integer (ValueError that names r).
-        # 2. Freeze `base_layer`. 3. Create the trainable, bias-free nn.Linear layers lora_A (in_features -> r,
-        #    keep its default Kaiming-uniform init) and lora_B (r -> out_features, zeros), then
-        #    self.lora_dropout and self.scaling.
+        # 2. Freeze `base_layer`. 3. Create the trainable, bias-free nn.Linear layers lora_A (in_features -> r)
+        #    and lora_B (r -> out_features) with the inits of the table above, then self.lora_dropout and
+        #    self.scaling.
         if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
             raise ValueError(f"LoRA rank r must be a positive integer, got {r!r}. Typical values are 4 to 16.")
         self.base_layer.requires_grad_(False)

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minitransformer.model import MiniTransformer
-from minitransformer.peft import PeftConfig
+from minitransformer.peft import PeftConfig, add_to_class
 from minitransformer.tokenizer import CLS, MASK, SEP
 from minitransformer.data import make_loader
 from minitransformer.evaluation import evaluate_accuracy
@@ -249,15 +249,6 @@ class PTuningModel(nn.Module):
         logits = self.backbone.lm_logits(at_answer)[:, self.answer_ids]  # (B, C): the verbaliser's words
         return ClozeOutput(logits, F.cross_entropy(logits, labels) if labels is not None else None)
 
-    @torch.no_grad()
-    def export_prompt(self) -> PromptEncoderConfig:
-        """Compute the prompt once, keep only its P x d numbers, drop the encoder. Returns the config to save."""
-        vectors = self.prompt_encoder().detach().clone()
-        config = PromptEncoderConfig(**{**self.peft_config.__dict__, "inference_mode": True})
-        self.attach_prompt(config)
-        self.prompt_encoder.embedding.weight.copy_(vectors)
-        return config
-
 
 # Hand-written prompts per relation: each differs from the first (the task's own wording) by one word.
 DISCRETE_PROMPTS = {
@@ -372,6 +363,18 @@ def p_tune_probe(backbone, tokenizer, task, *, kind: str = "LSTM", anchors: bool
         warnings.warn(f"P-tuning ({kind}) reached training accuracy {out['train_accuracy']:.3f}, at the majority share "
                       f"{out['majority']:.3f}: it did not train. Raise the learning rate or train longer.", PlateauWarning)
     return out
+
+
+@add_to_class(PTuningModel)
+@torch.no_grad()
+def export_prompt(self) -> PromptEncoderConfig:
+    """Compute the prompt once, keep only its P x d numbers, drop the encoder (in place). Returns the config to
+    save: this model's config with inference_mode=True."""
+    vectors = self.prompt_encoder().detach().clone()  # (P, d): the encoder's output, computed while it exists
+    config = PromptEncoderConfig(**{**self.peft_config.__dict__, "inference_mode": True})
+    self.attach_prompt(config)  # a table of P vectors replaces the LSTM and the MLP
+    self.prompt_encoder.embedding.weight.copy_(vectors)
+    return config
 
 
 SENTIMENT_VERBALIZER = ["bad", "good"]  # label 0, label 1

@@ -137,6 +137,7 @@ class PrefixTuningModel(nn.Module):
         """L pairs (key, value) of (batch_size, H, P, h). An embedding-only prefix (prompt tuning) gets its keys
         and values from the frozen backbone, which reads the P embeddings as the first P tokens."""
         if self.peft_config.embedding_only:
+            # Run the P embeddings through the frozen backbone as the first P tokens and keep its cache.
             prompt = self.prefix_encoder.flat_prefix()[None]  # (1, P, d)
             past = self.backbone(inputs_embeds=prompt, use_cache=True, return_logits=False).past_key_values
             return tuple((k.expand(batch_size, -1, -1, -1), v.expand(batch_size, -1, -1, -1)) for k, v in past)

@@ -178,6 +178,8 @@ class PromptTuningClassifier(nn.Module):
             raise ValueError(f"a soft prompt of {P} tokens + an input of {T} tokens = {P + T} exceeds the context "
                              f"(max_seq_len={max_len}): use num_virtual_tokens <= {max_len - T}, or truncate inputs to "
                              f"{max_len - P} tokens.")
+        # Put the prompt in front of the token embeddings (your SoftPrompt, which also grows the mask) and run the
+        # frozen backbone on those embeddings; return its hidden states and the mask that goes with them.
         embeds, mask = self.soft_prompt(self.backbone.tok_emb(input_ids), attention_mask, prompts)  # (B, P+T, d)
         out = self.backbone(inputs_embeds=embeds, attention_mask=mask, return_logits=False)
         return out.hidden_states, mask
@@ -185,6 +187,7 @@ class PromptTuningClassifier(nn.Module):
     def forward(self, input_ids, attention_mask=None, labels=None, prompts=None, label_ids=None) -> ModelOutput:
         hidden, mask = self.next_token_hidden(input_ids, attention_mask, prompts)
         label_ids = self.label_ids if label_ids is None else label_ids
+        # The class logits: your verbaliser readout. Which mask does it need here, and why?
         logits = verbalizer_logits(hidden, mask, self.backbone.tok_emb.weight, label_ids)  # (B, C)
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return ModelOutput(hidden, logits, loss)

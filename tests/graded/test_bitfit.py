@@ -173,9 +173,9 @@ def test_bias_changes_per_subset_and_block(impl):
 # --------------------------------------------------------------------------- BitFitConfig (the PEFT core's files)
 
 
-@points(1, "BitFitConfig must be a PeftConfig with peft_type 'BITFIT' whose inject(model) applies apply_bitfit with its "
-           "subsets and modules_to_save, so that the core's save_peft_model / load_peft_model store only the selected "
-           "biases and the head, and rebuild an identical model on a fresh base model.", part="BitFitConfig")
+@points(1, "Saving and loading must give the same model: BitFitConfig.inject calls your apply_bitfit, so the "
+           "core's save_peft_model stores only the biases it left trainable (and the head), and load_peft_model must "
+           "rebuild an identical model on a fresh base model.", part="apply_bitfit")
 def test_save_and_load_round_trip(impl):
     import json
     import tempfile

@@ -132,3 +132,65 @@ def test_pareto_front_ties(impl):
     assert sorted(impl.pareto_front([(10, 0.8, "a"), (10, 0.8, "b")])) == ["a", "b"]
     assert impl.pareto_front([(10, 0.8, "a"), (10, 0.7, "b")]) == ["a"]
     assert impl.pareto_front([(10, 0.8, "a"), (5, 0.8, "b")]) == ["b"]
+
+
+# --------------------------------------------------------------------------- choosing a method
+
+
+def cell(method, mean, stored, b1=1.0, b32=1.0, memory=4_000_000):
+    return {"method": method, "mean": mean, "stored_parameters": stored, "latency_b1_vs_base": b1,
+            "latency_b32_vs_base": b32, "memory": {"total": memory}}
+
+
+TABLE = [cell("full", 0.93, 1_000_000, memory=17_000_000), cell("bitfit", 0.925, 6_000, b1=1.02),
+         cell("lora", 0.92, 16_000, b1=1.20, b32=1.07), cell("lora_merged", 0.92, 16_000, b1=0.98),
+         cell("prompt", 0.80, 2_500, b1=1.20, b32=1.45), cell("frozen", 0.65, 250)]
+
+
+@points(2, "choose_method must keep only the rows that meet every limit given (latency at batch 1 and 32, stored "
+           "parameters, training memory; None is no limit) and return the best mean score among them.",
+        part="choose_method")
+def test_choose_method_filters_then_takes_the_best(impl):
+    assert impl.choose_method(TABLE) == "full"
+    assert impl.choose_method(TABLE, max_stored_parameters=10_000) == "bitfit"
+    assert impl.choose_method(TABLE, max_stored_parameters=5_000) == "prompt"
+    assert impl.choose_method(TABLE, max_stored_parameters=5_000, max_latency_b32=1.4) == "frozen"
+    assert impl.choose_method(TABLE, max_train_memory=5_000_000) == "bitfit"
+    assert impl.choose_method(TABLE, max_train_memory=5_000_000, max_latency_b1=1.0) == "lora_merged"
+
+
+@points(2, "Rows within `tolerance` of the best score count as equally good: among them choose_method must return "
+           "the one that stores the fewest parameters, and between equal storage the faster at batch 1.",
+        part="choose_method")
+def test_choose_method_prefers_the_cheaper_of_equals(impl):
+    assert impl.choose_method(TABLE, tolerance=0.006) == "bitfit"
+    assert impl.choose_method(TABLE, tolerance=0.004) == "full"
+    assert impl.choose_method(TABLE, tolerance=0.13) == "prompt"
+    equal = [cell("lora", 0.92, 16_000, b1=1.20), cell("lora_merged", 0.92, 16_000, b1=0.98)]
+    assert impl.choose_method(equal) == "lora_merged"
+
+
+@points(1, "When no row meets the limits, choose_method must raise a ValueError that names them.", part="choose_method")
+def test_choose_method_refuses_impossible_limits(impl):
+    try:
+        impl.choose_method(TABLE, max_stored_parameters=100)
+    except ValueError as exc:
+        assert "max_stored_parameters" in str(exc), f"the error must name the limit: {exc}"
+    else:
+        raise AssertionError("no row stores at most 100 numbers, yet a method was returned")
+
+
+@points(1, "deployments() must return the three deployments, 'phone', 'service' and 'tagger', each a dict with a "
+           "'task' of the table and, besides it, only keyword arguments of choose_method with numbers as values.",
+        part="deployments")
+def test_deployments_are_well_formed(impl):
+    import inspect
+
+    out = impl.deployments()
+    assert set(out) == {"phone", "service", "tagger"}, f"deployments: {sorted(out)}"
+    allowed = set(inspect.signature(impl.choose_method).parameters) - {"cells"}
+    for name, spec in out.items():
+        assert spec.get("task") in ("sentiment", "ner", "data_to_text", "probe"), f"{name}: task {spec.get('task')!r}"
+        extra = set(spec) - {"task"} - allowed
+        assert not extra, f"{name}: {sorted(extra)} are not arguments of choose_method"
+        assert all(isinstance(v, (int, float)) for k, v in spec.items() if k != "task"), f"{name}: {spec}"

@@ -252,9 +252,10 @@ def test_merge_and_unload_gives_plain_linear_layers(impl):
 # --------------------------------------------------------------------------- save / load (the PEFT core)
 
 
-@points(2, "LoraConfig must be a PeftConfig with peft_type 'LORA' whose inject(model) applies inject_lora, so that "
-           "the core's save_peft_model / load_peft_model store only the trained tensors (a small file) and rebuild "
-           "an identical model on a fresh base model.", part="LoraConfig")
+@points(2, "Saving and loading must give the same model: LoraConfig.inject calls your inject_lora, so the core's "
+           "save_peft_model stores only the tensors it left trainable (a small file) and load_peft_model, which "
+           "injects again into a fresh base model, must find the same layers under the same names.",
+        part="inject_lora")
 def test_save_and_load_round_trip(impl):
     import json
     import tempfile

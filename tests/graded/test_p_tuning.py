@@ -2,8 +2,9 @@
 
 They judge behaviour: the prompt encoder's shapes, parameter count and bidirectionality; the
 assembled template against the explicit token sequence it stands for (embeddings, mask, answer
-position, logits); a frozen backbone that stays bit-identical; and the exported prompt giving the
-same predictions without the encoder.
+position, logits); and the exported prompt giving the same predictions without the encoder.
+That training leaves the backbone bit-identical is the lesson's given code, checked outside the grade
+(tests/test_given_code.py).
 """
 
 import tempfile
@@ -14,7 +15,7 @@ import torch
 from curriculum import points
 from minitransformer import MiniTransformer, TransformerConfig
 from minitransformer.checkpoint import CHECKPOINT_DIR
-from minitransformer.peft import changed_tensors, load_peft_model, save_peft_model, state_fingerprint
+from minitransformer.peft import load_peft_model, save_peft_model
 from minitransformer.tokenizer import load_tokenizer
 
 CHAPTER = "p_tuning"
@@ -189,7 +190,6 @@ def test_assemble_context_limit(impl):
 
 def trained_model(impl, mode="gpt", steps=2):
     backbone = tiny_backbone(mode)
-    fingerprint = state_fingerprint(backbone)
     n = 6 if mode == "gpt" else 9
     torch.manual_seed(0)
     model = impl.PTuningModel(backbone, TOKENIZER, impl.PromptEncoderConfig(num_virtual_tokens=n, template=template(mode),
@@ -202,22 +202,13 @@ def trained_model(impl, mode="gpt", steps=2):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return model.eval(), backbone, fingerprint
-
-
-@points(2, "Training must move only the prompt encoder: the backbone must stay bit-identical.", part="export")
-def test_frozen_backbone_is_bit_identical(impl):
-    for mode in ("gpt", "bert"):
-        model, backbone, fingerprint = trained_model(impl, mode)
-        assert changed_tensors(backbone, fingerprint) == [], "the backbone changed during training"
-        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-        assert trainable and all(not n.startswith("backbone.") for n in trainable), "only the prompt may train"
+    return model.eval(), backbone
 
 
 @points(2, "export_prompt must keep the encoder's output (P x d numbers) and drop the encoder, with the same "
            "predictions; saving and loading the exported prompt must give them again.", part="export")
 def test_encoder_drop_keeps_predictions(impl):
-    model, _, _ = trained_model(impl, "gpt")
+    model, _ = trained_model(impl, "gpt")
     ids, mask = input_batch()
     with torch.no_grad():
         before = model(ids, mask).logits
