@@ -4,8 +4,12 @@
 
 The copy holds what students need and nothing that gives answers away:
 
-- ``exercises/`` (the generated student notebooks), ``minitransformer/`` (the backbone and
-  its checkpoints), ``curriculum/`` (the grader and ``self_check``), ``docs/``;
+- ``exercises/`` (the generated student notebooks, and the lessons that have no exercise, such
+  as chapter 1: nothing in them is an answer), ``minitransformer/`` (the backbone and its
+  checkpoints), ``experiments/`` and ``benchmarks/`` (the verdicts and the committed results
+  the lessons print; with stand-in solutions they run on the student's own code), ``curriculum/``
+  (the grader and ``self_check``), ``docs/`` (with its links to the lessons pointed at
+  ``exercises/``);
 - ``tests/graded/`` with the public graded tests only (no ``hidden/`` folder);
 - ``solutions/`` with only the chapters named by ``--released-solutions``.  Every other
   chapter gets a stand-in module: ``from solutions.lora import inject_lora`` then gives the
@@ -15,8 +19,8 @@ The copy holds what students need and nothing that gives answers away:
   path) and a short ``README.md`` for students.
 
 Not copied: ``notebooks/`` (the lessons, with every answer), the other solutions, hidden
-tests, the project's own unit tests and CI files.  The command checks the result and
-prints what went in.
+tests, the project's own unit tests and CI files.  The command checks the result (nothing that
+gives an answer away, no link that leads nowhere) and prints what went in.
 """
 
 from __future__ import annotations
@@ -56,7 +60,9 @@ globals().update({{k: v for k, v in vars(_module).items() if not k.startswith("_
 STUDENT_README = """# PEFT from scratch: student copy
 
 Written by `{command}`. The exercises are in `exercises/`; each one is a full lesson with the
-implementation cells left for you (`# YOUR CODE HERE`).
+implementation cells left for you (`# YOUR CODE HERE`). The lessons without an exercise
+({lessons}) are there too, to read and run. The course's terms, English ↔ 中文:
+[docs/glossary.md](docs/glossary.md).
 
 ```bash
 pip install -r requirements.txt
@@ -141,6 +147,41 @@ def solution_imports(exercises: Path) -> dict[str, set[str]]:
     return found
 
 
+def lessons_without_exercise(root: Path) -> list[Path]:
+    """The lesson notebooks that are no chapter (no exercise, no solution region): they go to the students as
+    they are."""
+    return [p for p in sorted((root / "notebooks").glob("*.ipynb"))
+            if chapter_of(read_notebook(p)) is None and BEGIN_SOLUTION not in p.read_text(encoding="utf-8")]
+
+
+def _student_links(text: str) -> str:
+    """A doc's links as a student copy needs them: lessons are in exercises/, and the only README is the
+    student one."""
+    text = re.sub(r"\]\(\.\./notebooks/([^)\s]+\.ipynb)", r"](../exercises/\1", text)
+    return re.sub(r"\]\(\.\./README[.\w-]*\.md", "](../README.md", text)
+
+
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def broken_links(out: Path) -> list[str]:
+    """Relative links in the copy's notebooks and markdown files that lead to no file of the copy."""
+    broken = []
+    for path in sorted([*out.glob("exercises/*.ipynb"), *out.glob("docs/*.md"), out / "README.md"]):
+        if not path.is_file():
+            continue
+        if path.suffix == ".ipynb":
+            text = "\n".join(c.source for c in read_notebook(path).cells if c.get("cell_type") == "markdown")
+        else:
+            text = path.read_text(encoding="utf-8")
+        for target in LINK.findall(text):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (path.parent / target).resolve().exists():
+                broken.append(f"{path.relative_to(out)} -> {target}")
+    return sorted(set(broken))
+
+
 def _pyproject(text: str) -> str:
     """The project's pyproject.toml without the lessons as a test path."""
     return re.sub(r'testpaths\s*=\s*\[[^\]]*\]', 'testpaths = ["tests"]', text)
@@ -168,10 +209,15 @@ def release(out: Path | str, released: list[str] | tuple[str, ...] = (), *, root
     out.mkdir(parents=True)
 
     shutil.copytree(exercises, out / "exercises", ignore=IGNORE)
+    lessons = lessons_without_exercise(root)
+    for path in lessons:
+        shutil.copy2(path, out / "exercises" / path.name)
     shutil.copytree(CURRICULUM_DIR, out / "curriculum", ignore=IGNORE)
-    for name in ("minitransformer", "docs"):
+    for name in ("minitransformer", "experiments", "benchmarks", "docs"):
         if (root / name).is_dir():
             shutil.copytree(root / name, out / name, ignore=IGNORE)
+    for path in (out / "docs").glob("*.md") if (out / "docs").is_dir() else ():
+        path.write_text(_student_links(path.read_text(encoding="utf-8")), encoding="utf-8")
     for name in ("conftest.py", "requirements.txt"):
         if (root / name).is_file():
             shutil.copy2(root / name, out / name)
@@ -200,10 +246,12 @@ def release(out: Path | str, released: list[str] | tuple[str, ...] = (), *, root
             (solutions / f"{chapter}.py").write_text(STUB.format(chapter=chapter, notebook=notebook))
             stand_ins.append(chapter)
 
-    first = next(iter(chapters.values()), "")
+    first = min([*chapters.values(), *(p.name for p in lessons)], default="")
     released_text = ("the released reference solutions: " + ", ".join(released)) if released else \
         "no reference solutions"
-    (out / "README.md").write_text(STUDENT_README.format(command=COMMAND, first=first, released=released_text))
+    (out / "README.md").write_text(STUDENT_README.format(
+        command=COMMAND, first=first, released=released_text,
+        lessons=", ".join(p.name for p in lessons) or "none in this copy"), encoding="utf-8")
     summary = ReleaseSummary(out, chapters, sorted(released), stand_ins, public_tests, solution_imports(out / "exercises"))
     check_release(summary)
     return summary
@@ -220,6 +268,7 @@ def check_release(summary: ReleaseSummary) -> None:
     for path in (out / "exercises").glob("*.ipynb"):
         if BEGIN_SOLUTION in path.read_text(encoding="utf-8"):
             problems.append(f"exercises/{path.name} still contains a solution region")
+    problems += [f"a link leads nowhere: {link}" for link in broken_links(out)]
     for path in (out / "solutions").glob("*.py"):
         chapter = path.stem
         if chapter != "__init__" and chapter not in summary.released and "_load_notebook" not in path.read_text():

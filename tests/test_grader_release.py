@@ -36,10 +36,13 @@ def test_release_holds_exercises_grader_and_public_tests_only(tmp_path: Path) ->
     out = tmp_path / "release"
     summary = release(out, ["lora"])
     top = sorted(p.name for p in out.iterdir())
-    assert top == ["README.md", "conftest.py", "curriculum", "docs", "exercises", "minitransformer",
-                   "pyproject.toml", "requirements.txt", "solutions", "tests"]
+    assert top == ["README.md", "benchmarks", "conftest.py", "curriculum", "docs", "exercises", "experiments",
+                   "minitransformer", "pyproject.toml", "requirements.txt", "solutions", "tests"]
+    lessons = ["01_backbone_and_world.ipynb", "02_full_finetuning.ipynb"]  # no exercise: the lesson itself
     assert sorted(p.name for p in (out / "exercises").iterdir()) == sorted(
-        p.name for p in (REPO_ROOT / "exercises").glob("*.ipynb"))
+        [p.name for p in (REPO_ROOT / "exercises").glob("*.ipynb")] + lessons)
+    for name in lessons:
+        assert (out / "exercises" / name).read_bytes() == (REPO_ROOT / "notebooks" / name).read_bytes()
     assert not any(BEGIN_SOLUTION in p.read_text() for p in (out / "exercises").glob("*.ipynb"))
     assert sorted(p.name for p in (out / "tests").rglob("*") if p.is_file()) == sorted(
         p.name for p in GRADED.glob("*.py"))  # no hidden tests, no unit tests
@@ -54,6 +57,35 @@ def test_release_holds_exercises_grader_and_public_tests_only(tmp_path: Path) ->
         release(out, [])
     with pytest.raises(ReleaseError, match="no exercise for chapter"):
         release(tmp_path / "other", ["no_such_chapter"])
+
+
+def test_the_release_links_only_to_what_it_holds(tmp_path: Path) -> None:
+    """The glossary links every term to its lesson: in the copy, to exercises/. A link to a file the copy lacks
+    (here, the lessons folder) is refused."""
+    from curriculum.release import broken_links, check_release
+
+    out = tmp_path / "release"
+    summary = release(out, [])
+    glossary = (out / "docs" / "glossary.md").read_text(encoding="utf-8")
+    assert "../notebooks/" not in glossary and "](../exercises/03_lora.ipynb" in glossary
+    assert broken_links(out) == []
+    (out / "docs" / "glossary.md").write_text(glossary + "\n[chapter 3](../notebooks/03_lora.ipynb)\n")
+    with pytest.raises(ReleaseError, match="a link leads nowhere: docs/glossary.md -> ../notebooks/03_lora.ipynb"):
+        check_release(summary)
+
+
+def test_every_released_notebook_gets_past_its_imports(tmp_path: Path) -> None:
+    """The first code cell of each notebook of the copy (its imports: the backbone, the experiments package,
+    the grader) runs with only the copy importable, as in a student's Jupyter."""
+    import nbformat
+
+    out = tmp_path / "release"
+    release(out, [])
+    for path in sorted((out / "exercises").glob("*.ipynb")):
+        first = next(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        code = "\n".join(line for line in first.splitlines() if not line.lstrip().startswith(("%", "!")))
+        result = run_in(out, sys.executable, "-c", code, timeout=120)
+        assert result.returncode == 0, f"{path.name}: {result.stderr[-2000:]}"
 
 
 def test_a_later_chapter_builds_on_the_students_own_earlier_exercise(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ implementation would break it. Each test below recomputes one lesson's check on 
 same comparison and tolerance as the lesson), shows that the correct code passes it, and that a deliberately broken
 input fails it: a dropped term, an unmerged or unscaled LoRA update, a prompt in the wrong place, shuffled labels, a
 backbone that was not frozen, a layout with two axes swapped. Test names say which chapter's assert they cover,
-and a comment or docstring names the notebook cell.
+and a comment or docstring names the notebook cell (its index in the notebook's cells when this was written).
 
 tests/test_lesson_checks.py covers chapter 1's attention-by-hand check and chapter 10's gated-sum check;
 tests/test_training.py covers chapter 3's (and chapter 5's) "merged LoRA costs what the base model costs" check.
@@ -235,7 +235,7 @@ def test_chapter_3_and_5s_identical_at_init_checks_fail_for_a_nonzero_start(meth
 
 
 def test_chapter_3s_layer_init_check_fails_for_nonzero_B_or_zero_A():
-    def check(layer, base, x):  # chapter 3, cell 9
+    def check(layer, base, x):  # chapter 3, cell 10
         layer.zero_grad()
         layer(x).pow(2).sum().backward()
         return torch.equal(layer(x), base(x)) and layer.lora_B.weight.grad.norm() > 0
@@ -405,7 +405,7 @@ ROUND_TRIPS = {"lora": lora_case, "adapters": adapters_case, "prompt_tuning": pr
 
 @pytest.mark.parametrize("method", ROUND_TRIPS)
 def test_chapters_3_to_9s_reload_checks_fail_when_the_file_is_not_loaded(method):
-    """Chapter 3 cell 53, 5 cell 46, 6 cell 48, 7 cell 37, 8 cell 31, 9 cell 35: reloaded == trained. A loader that
+    """Chapter 3 cell 53, 5 cell 46, 6 cell 50, 7 cell 39, 8 cell 32, 9 cell 35: reloaded == trained. A loader that
     ignored the file would give the method's fresh start, which the same comparison tells apart."""
     model, config, not_loaded, fresh = ROUND_TRIPS[method]()
     ids, mask = padded_batch()
@@ -471,7 +471,7 @@ def frozen_case(method):
 @pytest.mark.parametrize("method", ["lora", "bitfit", "adapters", "prompt_tuning", "p_tuning", "prefix_tuning",
                                     "p_tuning_v2"])
 def test_chapters_3_to_9s_frozen_backbone_checks_fail_when_the_backbone_trains(method):
-    """Chapter 3 cell 21, 4 cell 28, 5 cell 33, 6 cell 27, 7 cells 32/48/57, 8 cell 26, 9 cell 31."""
+    """Chapter 3 cell 21, 4 cell 27, 5 cell 33, 6 cell 29, 7 cells 32/50/59, 8 cell 27, 9 cell 31."""
     model, module, start, check, loss = frozen_case(method)
     take_steps(model, loss)
     assert check(changed_tensors(module, start))
@@ -491,7 +491,7 @@ def test_chapter_5s_layer_norm_check_fails_when_the_layer_norms_stay_frozen():
 
 @pytest.mark.parametrize("method", ["prompt_tuning", "prefix_tuning", "p_tuning_v2"])
 def test_chapters_6_8_9s_trainable_count_checks_fail_when_the_backbone_trains(method):
-    """Chapter 6 cells 21/27 (P x d), 8 cell 31 (P x L*2*d), 9 cell 22 (P*L*2*d + the head)."""
+    """Chapter 6 cells 23/29 (P x d), 8 cell 32 (P x L*2*d), 9 cell 22 (P*L*2*d + the head)."""
     model = frozen_case(method)[0]
     if method == "prompt_tuning":
         expected = 3 * D
@@ -512,7 +512,7 @@ def test_chapters_6_8_9s_trainable_count_checks_fail_when_the_backbone_trains(me
 
 
 def transformer_counts(d, n_layers, vocab, positions, d_ff, token_types=0, pooler=False, layer_norm_biases=True):
-    """Chapter 4, cell 20 (layer_norm_biases=False breaks it: the formula forgets the LayerNorm biases)."""
+    """Chapter 4, cell 19 (layer_norm_biases=False breaks it: the formula forgets the LayerNorm biases)."""
     block_weights = 4 * d * d + 2 * d * d_ff + 2 * d
     block_biases = 4 * d + d_ff + d + (2 * d if layer_norm_biases else 0)
     biases = n_layers * block_biases + d
@@ -544,7 +544,7 @@ def test_chapter_4s_key_bias_checks_fail_for_normalised_keys_or_an_uncompensated
                 block.attn.k_proj.register_forward_hook(lambda module, args, out: F.layer_norm(out, out.shape[-1:]))
         return probe
 
-    def key_gradient_ratio(probe):  # cell 22: RMS gradient of each bias subset
+    def key_gradient_ratio(probe):  # cell 21: RMS gradient of each bias subset
         probe.zero_grad()
         probe(ids, mask, labels=torch.tensor([0, 1, 1])).loss.backward()
         params = dict(probe.named_parameters())
@@ -628,7 +628,7 @@ def test_chapter_6s_mixed_task_check_fails_when_a_row_gets_the_other_tasks_promp
             ids[i, :len(row)], mask[i, :len(row)] = torch.tensor(row), 1
         return ids, mask
 
-    def check(prompts):  # cell 46: one mixed batch against each task alone
+    def check(prompts):  # cell 48: one mixed batch against each task alone
         with torch.no_grad():
             hidden, mask = model.next_token_hidden(*pad(rows), prompts=prompts)
             for t in (0, 1):
@@ -654,7 +654,7 @@ def test_chapter_6s_ensemble_check_fails_when_reviews_and_prompts_are_misaligned
     with torch.no_grad():  # each prompt on its own: the reference (the lesson: each prompt's own recorded run)
         alone = torch.stack([model(ids, mask, prompts=p.expand(B, -1, -1)).logits.softmax(-1) for p in bank])
 
-    def batched(tile_reviews=False):  # cell 44: one pass, review b repeated K times next to prompts 0..K-1
+    def batched(tile_reviews=False):  # cell 46: one pass, review b repeated K times next to prompts 0..K-1
         repeated = (lambda x: x.repeat(K, 1)) if tile_reviews else (lambda x: x.repeat_interleave(K, dim=0))
         with torch.no_grad():
             out = model(repeated(ids), repeated(mask), prompts=bank.repeat(B, 1, 1)).logits
@@ -721,7 +721,7 @@ def test_chapter_7s_export_check_fails_when_the_encoders_input_is_kept():
     encoder_input = model.prompt_encoder.embedding.weight.detach().clone()
     model.export_prompt()
     after = logits(model, ids, mask)
-    assert torch.equal(before.argmax(-1), after.argmax(-1)) and torch.allclose(before, after, atol=1e-5)  # cell 37
+    assert torch.equal(before.argmax(-1), after.argmax(-1)) and torch.allclose(before, after, atol=1e-5)  # cell 39
     with torch.no_grad():
         model.prompt_encoder.embedding.weight.copy_(encoder_input)  # exported e_1..e_P instead of the LSTM's output
     assert not torch.allclose(before, logits(model, ids, mask), atol=1e-5)
@@ -744,16 +744,27 @@ def test_chapter_8s_count_checks_fail_for_an_input_only_prefix():
     assert with_mlp(embedding_only=True, prefix_projection=False) != P * width
 
 
-def kv_rows(pairs, swap_kv=False, heads_outside=False):
-    """Chapter 8's table layout from L pairs of (1, H, P, h): [layer 0 key | layer 0 value | ...], heads inside.
-    The flags break it: value before key, or the heads outside the layers."""
-    tensors = [t[0] for pair in pairs for t in (pair[::-1] if swap_kv else pair)]  # 2L of (H, P, h)
+def kv_rows(pairs, heads_outside=False):
+    """Chapter 8's table layout (drop_prefix_mlp) from L pairs of (1, H, P, h): [layer 0 key | layer 0 value | ...],
+    heads inside. heads_outside=True breaks it: the heads outside the layers."""
+    tensors = [t[0] for pair in pairs for t in pair]  # 2L of (H, P, h)
     stacked = torch.stack(tensors)  # (2L, H, P, h)
     P = stacked.shape[2]
     return (stacked.permute(2, 1, 0, 3) if heads_outside else stacked.permute(2, 0, 1, 3)).reshape(P, -1)
 
 
-def test_chapter_8s_kv_cache_check_fails_for_a_table_in_the_wrong_layout():
+class PositionsFromZero(nn.Module):
+    """A position embedding that restarts at 0 after a prefix: the real tokens no longer start at position P."""
+
+    def __init__(self, embedding: nn.Embedding):
+        super().__init__()
+        self.embedding = embedding
+
+    def forward(self, positions):
+        return self.embedding(positions - positions[0])
+
+
+def test_chapter_8s_kv_cache_check_fails_for_swapped_keys_restarted_positions_or_a_hidden_prefix(monkeypatch):
     model = backbone()
     context = torch.randint(6, VOCAB, (1, 5), generator=torch.Generator().manual_seed(10))
     x, mask = padded_batch(rows=2)
@@ -762,17 +773,29 @@ def test_chapter_8s_kv_cache_check_fails_for_a_table_in_the_wrong_layout():
         whole = model(torch.cat([context.expand(2, -1), x], 1),
                       torch.cat([torch.ones(2, 5, dtype=torch.long), mask], 1)).logits
 
-    def check(table):  # cell 16
+    def check(pairs, positions_from_zero=False):  # cell 17: the context's cache handed over as the prefix
         as_prefix = PrefixTuningModel(backbone(), PrefixTuningConfig(num_virtual_tokens=5, prefix_projection=False))
+        as_prefix.get_prefix = lambda batch_size: tuple((k.expand(batch_size, -1, -1, -1),
+                                                         v.expand(batch_size, -1, -1, -1)) for k, v in pairs)
+        if positions_from_zero:
+            as_prefix.backbone.pos_emb = PositionsFromZero(as_prefix.backbone.pos_emb)
         with torch.no_grad():
-            as_prefix.prefix_encoder.embedding.weight.copy_(table)
             got = as_prefix.eval()(x, mask).logits
         n_real = mask.sum(1)
         return all(torch.allclose(got[i, :n_real[i]], whole[i, 5:5 + n_real[i]], atol=1e-5) for i in range(2))
 
-    assert check(kv_rows(cache))
-    assert not check(kv_rows(cache, swap_kv=True)), "value before key"
-    assert not check(kv_rows(cache, heads_outside=True)), "heads outside the layers"
+    assert check(cache)
+    assert not check([(v, k) for k, v in cache]), "keys and values swapped"
+    assert not check(cache, positions_from_zero=True), "the real tokens' positions restart at 0"
+    grow = MiniTransformer._key_padding_mask
+
+    def prefix_hidden(self, attention_mask, B, P, T):  # the mask grown by P zeros instead of P ones
+        allowed = grow(self, attention_mask, B, P, T)
+        allowed[:, :P] = False
+        return allowed
+
+    monkeypatch.setattr(MiniTransformer, "_key_padding_mask", prefix_hidden)
+    assert not check(cache), "the prefix masked out"
 
 
 def test_chapter_8s_drop_mlp_check_fails_for_a_table_in_the_wrong_layout():
@@ -780,7 +803,7 @@ def test_chapter_8s_drop_mlp_check_fails_for_a_table_in_the_wrong_layout():
     ids, mask = padded_batch()
     before = logits(model, ids, mask)
     broken = copy.deepcopy(model)
-    drop_prefix_mlp(model)  # cell 31 (the lesson compares generations; logits are the stricter comparison)
+    drop_prefix_mlp(model)  # cell 32 (the lesson compares generations; logits are the stricter comparison)
     assert torch.allclose(logits(model, ids, mask), before, atol=1e-5)
     assert count_parameters(model)[0] == 3 * LAYERS * 2 * D
     with torch.no_grad():
@@ -793,7 +816,7 @@ def test_chapter_8s_drop_mlp_check_fails_for_a_table_in_the_wrong_layout():
 
 
 def test_chapter_8s_share_formula_check_fails_without_the_key_and_value_factor():
-    def prefix_share(d_model, n_layers, vocab, P=10, per_layer=2):  # cell 33; per_layer=1 forgets the values
+    def prefix_share(d_model, n_layers, vocab, P=10, per_layer=2):  # cell 34; per_layer=1 forgets the values
         return P * n_layers * per_layer * d_model / (n_layers * 12 * d_model ** 2 + vocab * d_model)
 
     torch.manual_seed(0)
