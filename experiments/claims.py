@@ -216,6 +216,35 @@ def plot_convergence(chapter: int, *, root=None, ax=None):
     return ax
 
 
+def plot_validation_curves(methods, *, task: str = "sentiment", root=None, ax=None):
+    """Validation accuracy after each epoch of every recorded seed of each method at its final budget (thin
+    lines) and their mean (thick): the numbers the verdicts read, as they grew. Training loss says whether a
+    method fits its training set; these curves say whether that carried over to reviews it never saw."""
+    import matplotlib.pyplot as plt
+
+    from experiments import records
+    from experiments.protocol import SEEDS
+    from experiments.tasks import task_module
+
+    ax = ax or plt.subplots(figsize=(6.5, 3.6))[1]
+    module = task_module(task)
+    for m in methods:
+        epochs = module.epochs_of(m)
+        curves = [r["curve"] for r in records.load_runs(task, m, epochs, SEEDS, root).values() if r.get("curve")]
+        if not curves:
+            continue
+        color = METHOD_COLORS.get(m)
+        x = range(1, len(curves[0]) + 1)
+        for curve in curves:
+            ax.plot(x, curve, color=color, lw=0.7, alpha=0.45)
+        mean = [sum(values) / len(values) for values in zip(*curves)]
+        ax.plot(x, mean, color=color, lw=2, label=f"{m} ({len(curves)} seeds, {epochs} epochs)")
+    ax.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy per epoch: seeds and mean")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return ax
+
+
 def convergence_report(methods=None, *, task: str = "sentiment", root=None) -> str:
     """The convergence test of each method (default: the methods the task's claims read), one line each."""
     from experiments import records
