@@ -123,8 +123,9 @@ def sweep_table(results: dict) -> str:
     lines = [f"Learning-rate sweep, seed {results['seed']} (validation accuracy). Per method, the best run at the "
              f"method's own budget (recipes.epochs_for: {results['recipe']['epochs']} epochs, "
              + ", ".join(f"{m} {e}" for m, e in results["recipe"].get("method_epochs", {}).items())
-             + ") is in bold and goes into recipes.LEARNING_RATES; the other budget's rows are the evidence that "
-             "set the budget.", "",
+             + ") is in bold: this first sweep's choice by accuracy alone. recipes.LEARNING_RATES comes from the "
+             "protocol's sweep (`python -m experiments sweep sentiment`), which also records the validation loss "
+             "and breaks near-ties with it. The other budget's rows are the evidence that set the budget.", "",
              "| method | epochs | lr | validation | train accuracy | plateau? | curve still rising? |",
              "|---|---:|---:|---:|---:|---|---|"]
     best = sweep_choice(results["runs"])

@@ -2,7 +2,7 @@
 
     python -m experiments.benchmark sentiment --seeds 0 1 2      # mean ± sd per method (~25 min on 2 CPU cores)
     python -m experiments.benchmark ablations                    # the chapters' ablations, seed 0 (~7 min)
-    python -m experiments.benchmark sweep                        # the learning-rate sweep behind LEARNING_RATES
+    python -m experiments.benchmark sweep                        # the first, accuracy-only learning-rate sweep
     python -m experiments.benchmark readme                       # README's findings table from the results
     python -m experiments.benchmark data_to_text                 # chapter 8: prefix tuning vs full FT and LoRA
     python -m experiments.benchmark p_tuning                     # chapter 7: P-tuning on the probe, 3 seeds

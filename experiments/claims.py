@@ -118,6 +118,22 @@ CLAIMS = [
     Claim("p_tuning.anchors_help", 7, "An anchor word in the template helps",
           "Liu et al. 2021, section 3 (anchors, on RTE)", "helps where it marks a relation between inputs",
           "probe", "p_tuning_anchors", "p_tuning", "difference", ">=", 0.0, metric="validation accuracy (probes)"),
+    # Chapter 11: LoRA's descendants, each against plain LoRA in chapter 3's setting (q, v, r = 8, alpha = 16; rsLoRA
+    # at r = 16 against LoRA at r = 16, the same alpha = 32), each at its own swept rate. "Beats" is a difference of
+    # accuracies >= 0, as for chapter 3's spread_over_matrices.
+    Claim("dora.beats_lora", 11, "DoRA (a trained magnitude per output feature, LoRA on the direction) beats LoRA",
+          "Liu et al. 2024 (DoRA), Table 1, LLaMA-7B, commonsense reasoning avg", "78.4 vs 74.7: +3.7 points",
+          "sentiment", "dora", "lora", "difference", ">=", 0.0),
+    Claim("rslora.beats_lora_at_r16", 11, "At the same rank and alpha, the scale alpha/sqrt(r) trains better than alpha/r",
+          "Kalajdzievski 2023 (rsLoRA), fine-tuning across ranks at one learning rate",
+          "higher ranks help with alpha/sqrt(r), not with alpha/r (no single number)",
+          "sentiment", "rslora_r16", "lora_r16", "difference", ">=", 0.0),
+    Claim("pissa.beats_lora", 11, "Starting A and B from W's principal singular vectors, the rest frozen, beats LoRA",
+          "Meng et al. 2024 (PiSSA), abstract (NeurIPS), Gemma-7B on GSM8K", "77.7 vs 74.53: +3.2 points",
+          "sentiment", "pissa", "lora", "difference", ">=", 0.0),
+    Claim("lora_plus.beats_lora", 11, "B at 2^4 times A's learning rate beats one rate for both",
+          "Hayou et al. 2024 (LoRA+), abstract", "1-2% better than LoRA, up to about 2x faster (no single number)",
+          "sentiment", "lora_plus", "lora", "difference", ">=", 0.0),
 ]
 BY_ID = {c.id: c for c in CLAIMS}
 

@@ -130,20 +130,23 @@ def markdown_table(results: dict) -> str:
              f"epochs, " + ", ".join(f"{m} {e}" for m, e in recipes.METHOD_EPOCHS.items()
                                      if m not in SENTIMENT_LABELS)  # chapter 6's own budget is not this table's
              + f", the other methods {recipes.EPOCHS}. Costs measured by `python -m experiments.benchmark "
-             f"comparison` on one CPU thread ({results['machine']}): training-state memory = parameters + gradients + "
-             "AdamW state; step time ÷ full fine-tuning's; forward-pass latency ÷ the base model's; the file a task "
-             "needs (safetensors).", ""]
+             f"comparison` on one CPU thread ({results['machine']}): trainable while training, and the numbers a "
+             "task stores once deployed (P-tuning without its encoder, prefix tuning without its MLP); "
+             "training-state memory = parameters + gradients + AdamW state; activations = what one training step "
+             "at batch 32 keeps for the backward pass; step time ÷ full fine-tuning's; forward-pass latency of the "
+             "deployed model ÷ the base model's; the file a task needs (safetensors).", ""]
     for task in TASKS:
         lines += [f"### {TASK_LABELS[task]}", "",
-                  "| method | trainable | score | ÷ full FT | training memory | step ÷ full | latency b1 ÷ base | "
-                  "latency b32 ÷ base | file |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| method | trainable | stored | score | ÷ full FT | training memory | activations | step ÷ full | "
+                  "latency b1 ÷ base | latency b32 ÷ base | file |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in (r for r in results["rows"] if r["task"] == task):
             score = f"{r['mean']:.3f} ± {r['sd']:.3f}" if task != "data_to_text" else f"{r['mean']:.1f} ± {r['sd']:.1f}"
             score += f" (n={r['n']})" + (" plateau!" if r["any_plateau"] else "") + (
                 f", {r['rising_seeds']} still rising" if r["rising_seeds"] else "")
             ratio = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
-            lines.append(f"| {r['label']} | {r['trainable']:,} ({100 * r['share']:.2f}%) | {score} | "
-                         f"{ratio(r['vs_full'])} | {format_bytes(r['memory']['total'])} | {ratio(r['step_vs_full'])} | "
+            lines.append(f"| {r['label']} | {r['trainable']:,} ({100 * r['share']:.2f}%) | {r['stored_parameters']:,} | "
+                         f"{score} | {ratio(r['vs_full'])} | {format_bytes(r['memory']['total'])} | "
+                         f"{format_bytes(r['activation_bytes'])} | {ratio(r['step_vs_full'])} | "
                          f"{r['latency_b1_vs_base']:.2f} | {r['latency_b32_vs_base']:.2f} | "
                          f"{format_bytes(r['file_bytes'])} |")
         lines.append("")
@@ -242,17 +245,20 @@ def summary_table(results: dict) -> str:
 
     cell = {(r["task"], r["method"]): r for r in results["rows"]}
     head = ["method", "trainable (sentiment)", *(f"{t} ÷ full FT" for t in TASKS[:3]), "probe accuracy",
-            "training memory", "latency b1 ÷ base", "file"]
+            "training memory + activations", "latency b1 ÷ base", "file"]
     lines = ["Score ÷ full fine-tuning per task (mean over 3 seeds; the probe, which no method that changes the "
              "backbone applies to, shows its test accuracy), and the costs on the sentiment task, from "
-             "`benchmarks/comparison.json` (`python -m experiments.benchmark comparison`; chapter 10).", "",
+             "`benchmarks/comparison.json` (`python -m experiments.benchmark comparison`; chapter 10): training "
+             "memory is parameters + gradients + AdamW state, plus the activations one step at batch 32 keeps for "
+             "the backward pass; latency is the deployed model's.", "",
              "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for method in METHODS:
         s = cell[("sentiment", method)]
         scores = [f"{cell[(t, method)]['vs_full']:.2f}" if (t, method) in cell else "-" for t in TASKS[:3]]
         probe = f"{cell[('probe', method)]['mean']:.3f}" if ("probe", method) in cell else "-"
         lines.append(f"| {s['label']} | {100 * s['share']:.2f}% | " + " | ".join(scores) + f" | {probe} | "
-                     f"{format_bytes(s['memory']['total'])} | {s['latency_b1_vs_base']:.2f} | "
+                     f"{format_bytes(s['memory']['total'])} + {format_bytes(s['activation_bytes'])} | "
+                     f"{s['latency_b1_vs_base']:.2f} | "
                      f"{format_bytes(s['file_bytes'])} |")
     return "\n".join(lines) + "\n"
 

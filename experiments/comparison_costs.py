@@ -76,6 +76,13 @@ def _setup(task: str, seed: int):
     return recipes.sentiment_setup(seed=seed) if task == "sentiment" else recipes.ner_setup("bert", seed=seed)
 
 
+@functools.lru_cache(maxsize=None)
+def _first_batch(task: str, seed: int) -> dict:
+    """The first training batch of the task's loaders, the same for every method: a shuffling loader gives another
+    batch (and another padded length) on every new iteration, which would make methods' costs incomparable."""
+    return next(iter(_setup(task, seed).train_loader))
+
+
 def build(task: str, method: str, seed: int = 0):
     """(the model `method` trains on `task`, a training batch of 32, the task's base model) on fresh weights."""
     from experiments.methods import NER_METHODS
@@ -84,7 +91,7 @@ def build(task: str, method: str, seed: int = 0):
     base = "lora" if method == "lora_merged" else method
     if task == "sentiment":
         setup = _setup(task, seed)
-        batch = next(iter(setup.train_loader))
+        batch = _first_batch(task, seed)
         reference = recipes.fresh_classifier(seed=seed)
         model = sentiment_adapter(method)(recipes.fresh_classifier(seed=seed))
         if base == "p_tuning":  # its own loader: the template around the review
@@ -95,7 +102,7 @@ def build(task: str, method: str, seed: int = 0):
                                            batch_size=32)))
     elif task == "ner":
         setup = _setup(task, seed)
-        batch, reference = next(iter(setup.train_loader)), recipes.fresh_tagger(setup, seed=seed)
+        batch, reference = _first_batch(task, seed), recipes.fresh_tagger(setup, seed=seed)
         model = NER_METHODS[NER_NAMES[base]].prepare(recipes.fresh_tagger(setup, seed=seed))
     elif task == "data_to_text":
         from experiments.bench_data_to_text import RECIPE, build as build_d2t
@@ -131,32 +138,39 @@ def _head_only(model):
     return model
 
 
-def stored_tensors(model, method: str) -> dict[str, torch.Tensor]:
-    """What one task needs on disk after training: every weight for full fine-tuning; otherwise the trainable
-    tensors, after the chapters' exports (P-tuning drops its encoder, prefix tuning its MLP)."""
+@torch.no_grad()
+def deploy(model):
+    """The model as it is served after training (in place): what only helped training is gone, and every output
+    is unchanged. P-tuning drops its prompt encoder (`export_prompt`), prefix tuning its MLP (`drop_prefix_mlp`),
+    and a deep or input prompt made by an encoder (an MLP, or an LSTM then an MLP) becomes the table that
+    encoder computes."""
+    import torch.nn as nn
     from solutions.p_tuning_v2 import DeepPrompt, InputPrompt
     from solutions.prefix_tuning import PrefixTuningModel, drop_prefix_mlp
 
+    if hasattr(model, "export_prompt") and getattr(model, "prompt_encoder", None) is not None:
+        model.export_prompt()
+    if isinstance(model, PrefixTuningModel):
+        drop_prefix_mlp(model)
+    for module in list(model.modules()):
+        if isinstance(module, DeepPrompt) and module.transform is not None:
+            table = module.transform(module.embedding.weight)  # (P, L*2*d)
+            module.embedding, module.transform = nn.Embedding.from_pretrained(table.clone(), freeze=False), None
+        elif isinstance(module, InputPrompt) and (module.lstm is not None or module.mlp is not None):
+            table = module(1)[0]  # (P, d)
+            module.embedding = nn.Embedding.from_pretrained(table.clone(), freeze=False)
+            module.lstm = module.mlp = None
+    return model
+
+
+def stored_tensors(model, method: str) -> dict[str, torch.Tensor]:
+    """What one task needs on disk after training: every weight for full fine-tuning; otherwise the trainable
+    tensors of the deployed model (:func:`deploy`: P-tuning without its encoder, prefix tuning without its MLP)."""
     from minitransformer.peft import trainable_state_dict
 
     if method == "full":
         return {n: p.detach().contiguous() for n, p in model.named_parameters()}
-    with torch.no_grad():
-        if hasattr(model, "export_prompt") and getattr(model, "prompt_encoder", None) is not None:
-            model.export_prompt()
-        if isinstance(model, PrefixTuningModel):
-            drop_prefix_mlp(model)
-        tensors = trainable_state_dict(model)
-        for name, module in model.named_modules():
-            reparameterised = (isinstance(module, DeepPrompt) and module.transform is not None) or (
-                isinstance(module, InputPrompt) and (module.lstm is not None or module.mlp is not None))
-            if reparameterised:  # the encoder's output, computed once: (P, L*2*d) or (P, d)
-                tensors = {k: v for k, v in tensors.items() if not k.startswith(name + ".")}
-                prompt = module(1)
-                flat = torch.cat([t.reshape(-1) for pair in prompt for t in pair]) if isinstance(prompt, tuple) \
-                    else prompt.reshape(-1)
-                tensors[f"{name}.prompt"] = flat.detach().contiguous()
-    return tensors
+    return {k: v.detach().contiguous() for k, v in trainable_state_dict(deploy(model)).items()}
 
 
 def file_bytes(tensors: dict[str, torch.Tensor]) -> int:
@@ -176,14 +190,20 @@ def _rows(batch: dict, n: int) -> dict:
     return {k: v[:n] for k, v in batch.items()}
 
 
+def _logits(output) -> torch.Tensor:
+    """The logits of any of the course's models' outputs (a ModelOutput, a ClozeOutput, or a tensor)."""
+    return output if torch.is_tensor(output) else output.logits
+
+
 def measure_costs(task: str, method: str, min_run_time: float = 0.03, seed: int = 0, timings: bool = True) -> dict:
-    """Trainable parameters, training-state memory, seconds per training step, and the forward pass (batch 1 and
-    32) timed against the task's base model; then the size of the task's file. Every clock reading is a short
+    """Trainable parameters, training-state memory, the activations a training step keeps, seconds per training
+    step; then the model is deployed (:func:`deploy`, outputs checked unchanged), its stored numbers and file size
+    counted, and its forward pass (batch 1 and 32) timed against the task's base model. Every clock reading is a short
     measurement of `min_run_time` seconds, repeated over ROUNDS. `timings=False` skips the clocks and keeps the
     exact measurements (counts and bytes)."""
     from solutions.lora import merge_lora
 
-    from minitransformer.measure import compare_latency, measure_latency, training_state_memory
+    from minitransformer.measure import activation_memory, compare_latency, measure_latency, training_state_memory
     from minitransformer.training import count_parameters
 
     torch.manual_seed(seed)
@@ -203,6 +223,9 @@ def measure_costs(task: str, method: str, min_run_time: float = 0.03, seed: int 
 
         step()
         out["memory"] = training_state_memory(model, optimizer)
+        # Activations kept for the backward pass at the training batch: the memory a PEFT method does not save
+        # by freezing weights, since the gradient still flows through every frozen layer above a trainable one.
+        out["activation_bytes"] = activation_memory(model, lambda: model(**batch).loss)
         out["step_seconds"] = min(measure_latency(step, min_run_time, num_threads=1)
                                   for _ in range(ROUNDS)) if timings else None
         optimizer.zero_grad(set_to_none=True)
@@ -212,13 +235,18 @@ def measure_costs(task: str, method: str, min_run_time: float = 0.03, seed: int 
         out["memory"]["optimizer_state"] = 0
         out["memory"]["total"] = out["memory"]["parameters"]
         out["step_seconds"] = None
+        out["activation_bytes"] = 0
     model.eval()
-    tensors = stored_tensors(model, method)
+    inputs = {k: v for k, v in batch.items() if k != "labels" or task == "probe" or method in ("p_tuning",)}
+    with torch.no_grad():
+        trained_form = _logits(model(**_rows(inputs, 4)))
+        tensors = stored_tensors(model, method)  # deploys the model: what serves is what is timed
+        assert torch.allclose(_logits(model(**_rows(inputs, 4))), trained_form, atol=1e-5), \
+            f"{task} {method}: deploying changed the outputs"
     out["stored_parameters"] = sum(t.numel() for t in tensors.values())
     out["file_bytes"] = file_bytes(tensors)
     if method == "lora_merged":
         merge_lora(model)
-    inputs = {k: v for k, v in batch.items() if k != "labels" or task == "probe" or method in ("p_tuning",)}
     reference.eval()
     with torch.no_grad():
         for n in ((1, 32) if timings else ()):

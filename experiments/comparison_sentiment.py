@@ -162,10 +162,12 @@ def sentiment_soft_prompts(out: Path = RESULTS_DIR, jobs: int = 2, threads: int 
     path = Path(out) / "comparison_sentiment.json"
     recipe = _sentiment_recipe()
     done: dict[tuple, dict] = {}
+    seconds_before = 0  # the training time of the runs kept from the file
     if path.exists():
         old = json.loads(path.read_text())
         if old["recipe"] == recipe and old["threads"] == threads:
             done = {_key(r): r for r in old["runs"]}
+            seconds_before = old.get("seconds", 0)
     started = time.perf_counter()
     results = {"recipe": recipe, "sweep_grid": SENTIMENT_SWEEP, "threads": threads}
 
@@ -210,7 +212,8 @@ def sentiment_soft_prompts(out: Path = RESULTS_DIR, jobs: int = 2, threads: int 
                              for m in SENTIMENT_SWEEP if m not in lrs)  # seed cells not unlocked yet
     _run_plan([(*c, threads) for c in ready], jobs, total, on_done)
     results["learning_rates"] = {m: lrs[m] for m in SENTIMENT_RUNNERS}
-    results["seconds"] = round(time.perf_counter() - started)
+    # The training time of the runs on file plus that of the runs made now (none made: unchanged).
+    results["seconds"] = seconds_before + (round(time.perf_counter() - started) if ready else 0)
     # The plan's cells in the plan's order, then any other run on this recipe (the 20-epoch seeds that showed the
     # soft prompts still rising, kept as evidence).
     plan = [c for cells in sweep.values() for c in cells] + [c for m in SENTIMENT_RUNNERS for c in seed_cells(m)]

@@ -150,3 +150,38 @@ NER_METHODS = {m.name: m for m in [
     Method("bitfit", "BitFit (all biases)", _bitfit()),
     Method("adapters", "adapters m=8", _adapters()),
 ]}
+
+
+# Chapter 11: LoRA's descendants, in chapter 3's setting (q, v, alpha = 2r) with one change each, judged by the protocol
+# only (`python -m experiments sweep sentiment --methods dora ...`, then `python -m experiments run sentiment`).
+LORAPLUS_LR_RATIO = 16  # LoRA+'s eta_B / eta_A, the paper's advice 2^4 (Hayou et al. 2024)
+
+
+def _lora_variant(r: int = 8, **options):
+    def prepare(model):
+        from solutions.lora_variants import LoraVariantConfig, inject_lora_variant
+
+        return inject_lora_variant(model, LoraVariantConfig(r=r, lora_alpha=2 * r, **options), verbose=False)
+
+    return prepare
+
+
+def _lora_plus(ratio: float = LORAPLUS_LR_RATIO):
+    """Chapter 3's LoRA trained as LoRA+ by a runner with one learning rate: each tensor LoRA+ gives the rate
+    lr * ratio is computed as ratio * p, p getting the unscaled gradient (chapter 11's loraplus_by_parametrization):
+    exactly the update at lr * ratio for the recipe's AdamW, which has no weight decay."""
+    def prepare(model):
+        from solutions.lora_variants import loraplus_by_parametrization
+
+        return loraplus_by_parametrization(_lora()(model), ratio)
+
+    return prepare
+
+
+LORA_VARIANT_METHODS = {m.name: m for m in [
+    Method("dora", "DoRA q,v r=8", _lora_variant(use_dora=True), "lora"),
+    Method("rslora_r16", "rsLoRA q,v r=16", _lora_variant(16, use_rslora=True), "lora"),
+    Method("pissa", "PiSSA q,v r=8", _lora_variant(init_lora_weights="pissa"), "lora"),
+    Method("lora_plus", f"LoRA+ q,v r=8, ratio {LORAPLUS_LR_RATIO}", _lora_plus(), "lora"),
+]}
+ALL_METHODS.update(LORA_VARIANT_METHODS)

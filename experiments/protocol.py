@@ -208,6 +208,13 @@ def judge(claim, *, root=None, split: str = "validation", sweeps=None) -> Verdic
         how = "; ".join(waiting) if waiting else f"run `python -m experiments run {claim.task}`"
         return Verdict(claim, NOT_RUN, f"no recorded runs of {', '.join(missing)} at {claim.task}: {how}")
     seeds = sorted(set.intersection(*(set(r) for r in runs.values())))
+    mixed = {m: sorted({r.get("lr") for r in runs[m].values()}, key=str) for m in methods
+             if len({r.get("lr") for r in runs[m].values()}) > 1}
+    if mixed:  # a seed left over from another rate: the seeds no longer measure one recipe
+        which = "; ".join(f"{m}: " + ", ".join(f"seed {s} at lr {r.get('lr'):g}" for s, r in sorted(runs[m].items()))
+                          for m in mixed)
+        return Verdict(claim, NOT_RUN, f"runs at different learning rates ({which}): delete the runs at the rate "
+                                       f"the sweep no longer chooses and run `python -m experiments run {claim.task}`")
     all_runs = [runs[m][s] for m in methods for s in seeds]
     if not _same_examples(all_runs, split):
         raise records.RecordError(f"{claim.id}: the runs were scored on different {split} sets; re-run them.")

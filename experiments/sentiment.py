@@ -142,6 +142,34 @@ def texts_of(split: str) -> str:
     return records.text_fingerprint(getattr(load_task("sentiment"), split))
 
 
+def protocol_experiments(method: str, seeds=(0, 1, 2), root=None) -> dict:
+    """The protocol's recorded runs of `method` at its final budget, by seed, as Experiments (no model): for a
+    lesson's tables and plots. Each ran at the method's own swept rate (the record's `lr`)."""
+    from minitransformer.training import Experiment
+
+    from experiments.methods import ALL_METHODS
+    from minitransformer import recipes
+
+    epochs = epochs_of(method)  # a ValueError that lists the methods, for an unknown one
+    spec = ALL_METHODS[method]
+    model = spec.prepare(recipes.fresh_classifier(spec.backbone)) if spec.prepare else None
+    tensors = sum(1 for p in model.parameters() if p.requires_grad) if model is not None else 0
+    found = {}
+    for seed, r in records.load_runs(TASK, method, epochs, seeds, root).items():
+        # The training state of float32 AdamW, as measure.training_state_memory counts it on the real tensors: every
+        # parameter, a gradient and two moments for each trainable number, and Adam's step count (one 4-byte
+        # tensor) for each trainable tensor.
+        memory = {"parameters": 4 * r["total"], "gradients": 4 * r["trainable"],
+                  "optimizer_state": 8 * r["trainable"] + 4 * tensors}
+        memory["total"] = sum(memory.values())
+        found[seed] = Experiment(r["label"], r["validation"]["accuracy"], r["trainable"], r["total"], [], r["seconds"],
+                                 memory, None, r["curve"], r["train_accuracy"], r["majority"])
+    if not found:
+        raise KeyError(f"no protocol run of {method!r} on file: run `python -m experiments run sentiment --methods "
+                       f"{method}` (after its sweep, `python -m experiments sweep sentiment --methods {method} ...`)")
+    return found
+
+
 def add_texts(record: dict) -> bool:
     """Give a sentiment record made before ``texts`` existed its text fingerprints; True if it changed."""
     changed = False

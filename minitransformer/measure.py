@@ -34,6 +34,38 @@ def training_state_memory(model: nn.Module, optimizer: torch.optim.Optimizer) ->
     return memory
 
 
+def activation_memory(model: nn.Module, forward: Callable[[], torch.Tensor]) -> int:
+    """Bytes of the activations one training forward pass keeps for the backward pass, on any device.
+
+    autograd keeps, for each operation whose output needs a gradient, the tensors its backward will read; a
+    saved-tensors hook (`torch.autograd.graph.saved_tensors_hooks`) sees each of them as it is saved. We count
+    every distinct storage once, and leave out the model's own parameters (they are counted as parameters, not
+    activations). A frozen layer that no trainable tensor sits below or inside saves nothing, which is where
+    PEFT methods save activation memory; a layer the gradient must pass through to reach a trainable tensor
+    below it saves its inputs even if its own weights are frozen.
+    """
+    import weakref
+
+    own = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: list[weakref.ref] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved.append(weakref.ref(t))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = forward()
+        # What the graph still holds when the forward pass ends: a tensor saved by a branch the loss does not use is
+        # freed already, and its address may have been reused, so count only the live ones, each storage once.
+        live = {}
+        for ref in saved:
+            t = ref()
+            if t is not None and t.untyped_storage().data_ptr() not in own:
+                live[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    del out
+    return sum(live.values())
+
+
 class CountOps(TorchFunctionMode):
     """Count the tensor operations a forward pass dispatches (reads like .shape are not operations)."""
 

@@ -137,6 +137,9 @@ PEFT_TYPES: dict[str, type["PeftConfig"]] = {}  # peft_type -> config class; eve
 METADATA_FIELDS = {"base_model_name_or_path", "revision", "task_type", "inference_mode", "peft_version",
                    "auto_mapping", "init_lora_weights", "megatron_core", "qalora_group_size",
                    "tokenizer_name_or_path", "tokenizer_kwargs", "init_weights"}
+# ... except an init_lora_weights that also rewrites the frozen base weight (PiSSA, OLoRA, CorDA, LoftQ, LoRA-GA keep a
+# residual there): such a file's A and B are right only on that residual, so a config without the field refuses it.
+BASE_REWRITING_INITS = ("pissa", "olora", "corda", "loftq", "lora_ga")
 
 
 @dataclass
@@ -147,9 +150,11 @@ class PeftConfig:
     # Trained in full (the new task head). Keyword-only, so a subclass's own fields come first.
     modules_to_save: list[str] = field(default_factory=lambda: ["head"], kw_only=True)
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, register: bool = True, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.peft_type:
+        # register=False: a config that writes another method's peft_type (chapter 11's LoRA variants write "LORA")
+        # is used where it is named (load_peft_model(..., config_class=...)); it does not take over that type's files.
+        if cls.peft_type and register:
             PEFT_TYPES[cls.peft_type] = cls
 
     def inject(self, model: nn.Module, verbose: bool = False) -> nn.Module:
@@ -169,8 +174,10 @@ class PeftConfig:
         if values.pop("peft_type", cls.peft_type) != cls.peft_type:
             raise ValueError(f"this is not a {cls.peft_type} config")
         known = {f.name for f in dataclasses.fields(cls)}
-        unsupported = {k: v for k, v in values.items()
-                       if k not in known and k not in METADATA_FIELDS and v not in (None, False, "none", [], {})}
+        rewrites_base = {k for k, v in values.items() if k == "init_lora_weights" and isinstance(v, str)
+                         and v.lower().startswith(BASE_REWRITING_INITS)}
+        unsupported = {k: v for k, v in values.items() if k not in known and (k not in METADATA_FIELDS or k in
+                       rewrites_base) and v not in (None, False, "none", [], {})}
         if unsupported:
             raise ValueError(f"{cls.__name__} cannot honour {unsupported}: this implementation does not have "
                              f"these features. Save the adapter without them.")

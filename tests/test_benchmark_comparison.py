@@ -97,8 +97,55 @@ def test_costs_are_measured_not_copied(results):
     """Parameter counts, memory and file sizes are exact: re-measuring one cell gives the same bytes."""
     cell = next(c for c in results["costs"] if (c["task"], c["method"]) == ("sentiment", "lora"))
     again = comparison.measure_costs("sentiment", "lora", timings=False)
-    for key in ("trainable", "total", "stored_parameters", "file_bytes", "memory"):
+    for key in ("trainable", "total", "stored_parameters", "file_bytes", "memory", "activation_bytes"):
         assert again[key] == cell[key], key
+
+
+def test_costs_are_those_of_the_deployed_model():
+    """What is timed and stored is the model as served: P-tuning's LSTM encoder and the deep prompt's MLP are gone
+    after `deploy` (they only helped training), and the outputs did not change (measure_costs asserts it)."""
+    import torch
+    from solutions.p_tuning_v2 import DeepPrompt, InputPrompt
+
+    from experiments.comparison_costs import build, deploy
+
+    for task, method, kind in (("ner", "p_tuning", InputPrompt), ("sentiment", "prefix_tuning", DeepPrompt)):
+        model, batch, _ = build(task, method)
+        prompt = next(m for m in model.modules() if isinstance(m, kind))
+        assert getattr(prompt, "lstm", None) is not None or getattr(prompt, "transform", None) is not None
+        model.eval()
+        inputs = {k: v[:4] for k, v in batch.items() if k != "labels"}
+        with torch.no_grad():
+            before = model(**inputs).logits
+            deploy(model)
+            after = model(**inputs).logits
+        assert getattr(prompt, "lstm", None) is None and getattr(prompt, "mlp", None) is None
+        assert getattr(prompt, "transform", None) is None
+        assert torch.allclose(before, after, atol=1e-5), (task, method)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        assert trainable == next(c for c in comparison.load_results()["costs"]
+                                 if (c["task"], c["method"]) == (task, method))["stored_parameters"]
+
+
+def test_activation_memory_counts_what_the_backward_pass_keeps():
+    """One frozen linear layer keeps nothing; a trainable one keeps its input; a frozen layer above a trainable one
+    keeps what its backward reads to pass the gradient down (here the ReLU's output), never the weights."""
+    import torch
+    import torch.nn as nn
+
+    from minitransformer.measure import activation_memory
+
+    x = torch.randn(4, 10)
+    layer = nn.Linear(10, 5)
+    assert activation_memory(layer, lambda: layer(x).sum()) == x.numel() * 4
+    layer.requires_grad_(False)
+    assert activation_memory(layer, lambda: layer(x).sum()) == 0
+    mlp = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 5))
+    mlp[2].requires_grad_(False)  # the top frozen: the gradient passes through it and the ReLU to the bottom
+    assert activation_memory(mlp, lambda: mlp(x).sum()) == (4 * 10 + 4 * 20) * 4
+    mlp.requires_grad_(False)
+    mlp[2].requires_grad_(True)  # only the top trains: it keeps its input, nothing below it keeps anything
+    assert activation_memory(mlp, lambda: mlp(x).sum()) == 4 * 20 * 4
 
 
 def test_costs_order_the_methods_as_the_papers_claim(results):

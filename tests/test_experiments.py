@@ -240,6 +240,17 @@ def test_fewer_than_three_seeds_get_no_definite_verdict(tmp_path: Path) -> None:
     assert verdict.outcome == protocol.WITHIN_NOISE and "a verdict needs 3" in verdict.reason
 
 
+def test_seeds_at_different_rates_give_no_verdict(tmp_path: Path) -> None:
+    """A seed left over from the rate a sweep chose before: the seeds no longer measure one recipe."""
+    write_benchmark(tmp_path, (0.92, 0.93, 0.92), (0.92, 0.925, 0.93), {"lora": 0.92, "full": 0.925})
+    for seed in (0, 1, 2):
+        other = records.run_path("sentiment", "lora", 20, seed, tmp_path)
+        other.write_text(json.dumps({**json.loads(other.read_text()), "lr": 0.03 if seed == 2 else 0.01}))
+    verdict = judge(CLAIM, tmp_path)
+    assert verdict.outcome == protocol.NOT_RUN and "runs at different learning rates" in verdict.reason, verdict.reason
+    assert "seed 1 at lr 0.01" in verdict.reason and "seed 2 at lr 0.03" in verdict.reason
+
+
 def test_no_runs_is_no_verdict(tmp_path: Path) -> None:
     verdict = judge(CLAIM, tmp_path)
     assert verdict.outcome == protocol.NOT_RUN and "python -m experiments run sentiment" in verdict.reason
@@ -445,3 +456,19 @@ def test_the_evidence_for_a_final_budget_is_the_half_budgets_failed_test(tmp_pat
     test = protocol.previous_budget_test("sentiment", "prompt_tuning", 60, root=tmp_path)
     assert (test.epochs, test.score, test.doubled) == (30, 0.78, 0.90)
     assert not test.converged and "STILL LEARNING" in test.text()
+
+
+def test_protocol_experiments_state_the_measured_training_memory() -> None:
+    """A protocol run read as an Experiment gets its training state from its counts: the same bytes that
+    measure.training_state_memory counted on the real tensors of the committed benchmark run."""
+    from experiments.benchmark import committed_experiment
+    from experiments.sentiment import protocol_experiments
+
+    for method in ("full", "lora", "bitfit"):
+        runs = protocol_experiments(method)
+        assert set(runs) == {0, 1, 2}
+        assert runs[0].memory == committed_experiment(method).memory, method
+    with pytest.raises(KeyError, match="python -m experiments run sentiment --methods lora_r1"):
+        protocol_experiments("lora_r1")  # a registered ablation without protocol runs
+    with pytest.raises(ValueError, match="Unknown sentiment method 'lora_r99'"):
+        protocol_experiments("lora_r99")

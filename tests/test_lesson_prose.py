@@ -69,9 +69,10 @@ ALLOWED = {  # chapter -> number as written -> why it may be in prose
     "09": {"0.1": "the P-tuning v2 paper's trainable share", "3%": "the P-tuning v2 paper's share, and the "
            "yardstick's 3%"},
     "10": {"1.00": "what an exact merge's ratio must be",
-           "1.05": "a deployment's requirement in the exercise (an input the student turns into a limit)",
+           "1.10": "a deployment's requirement in the exercise (an input the student turns into a limit)",
            "1.5": "a deployment's requirement in the exercise", "4.5": "a deployment's requirement in the exercise",
            "0.01": "the exercise's tolerance for equal scores (an input, not a measurement)"},
+    "11": {"4.3": "a section number: the DoRA paper's section 4.3, where the norm is detached"},
 }
 
 
