@@ -74,6 +74,13 @@ CLAIMS = [
     Claim("lora.small_rank_enough", 3, "A small rank (r = 4-8) is enough",
           "Hu et al. 2021 (LoRA), Table 6, GPT-3", "r = 4-8 score like r = 64",
           "sentiment", "lora_r4", "lora_r16", "ratio", ">=", MATCHES_FULL),
+    Claim("lora.rank_1_enough", 3, "Even r = 1 is enough for q and v",
+          "Hu et al. 2021 (LoRA), Table 6, GPT-3, WikiSQL, Wq,Wv", "r = 1: 73.4, r = 8: 73.8 (÷ 0.995)",
+          "sentiment", "lora_r1", "lora", "ratio", ">=", MATCHES_FULL),
+    Claim("lora.alpha_is_a_learning_rate", 3, "With Adam, the choice of alpha is a choice of learning rate: "
+          "with the rate swept, a fixed alpha does as well as alpha = 2r",
+          "Hu et al. 2021 (LoRA), section 4.1", "'tuning alpha is roughly the same as tuning the learning rate' "
+          "(no number)", "sentiment", "lora_r16_a16", "lora_r16", "ratio", ">=", MATCHES_FULL),
     Claim("lora.spread_over_matrices", 3, "The same parameter budget does better spread over q, k, v, o than in one matrix",
           "Hu et al. 2021 (LoRA), Table 5, GPT-3", "Wq,Wk,Wv,Wo r=2 beat Wq r=8",
           "sentiment", "lora_qkvo_r2", "lora_q_r8", "difference", ">=", 0.0),
@@ -86,6 +93,9 @@ CLAIMS = [
     Claim("bitfit.qi_close_to_all", 4, "Training only the query and FFN-intermediate biases gets close to all biases",
           "Ben Zaken et al. 2021 (BitFit), section 4", "close, with about 0.04% of the parameters",
           "sentiment", "bitfit_qi", "bitfit", "ratio", ">=", MATCHES_FULL),
+    Claim("bitfit.beats_random_subset", 4, "The biases are special: as many parameters drawn at random do worse",
+          "Ben Zaken et al. 2021 (BitFit), section 4 ('rand uniform')", "substantially worse on every GLUE task "
+          "(no single number)", "sentiment", "bitfit", "bitfit_random", "difference", ">=", 0.0),
     Claim("adapters.competitive", 5, "Adapters land close to full fine-tuning",
           "Houlsby et al. 2019, GLUE test, BERT-large", "80.0 / 80.4 = 0.995 (3.6% of the parameters)",
           "sentiment", "adapters", "full", "ratio", ">=", MATCHES_FULL),

@@ -38,7 +38,7 @@ RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 SEEDS = (0, 1, 2)
 from experiments.comparison_costs import *  # noqa: F401,F403 - chapter 10's names, in one place
 from experiments.comparison_sentiment import *  # noqa: F401,F403
-from experiments.comparison_costs import LABELS, METHODS, TASKS, applies, measure_all_costs
+from experiments.comparison_costs import LABELS, METHODS, TASKS, applies, definition, measure_all_costs
 from experiments.comparison_sentiment import _key, _sentiment_recipe, sentiment_soft_prompts  # noqa: F401
 
 
@@ -150,6 +150,12 @@ def markdown_table(results: dict) -> str:
                          f"{r['latency_b1_vs_base']:.2f} | {r['latency_b32_vs_base']:.2f} | "
                          f"{format_bytes(r['file_bytes'])} |")
         lines.append("")
+    lines += ["### What each row is, on each task", "",
+              "A label names a family; the tasks were built by different chapters, so the same label can be a "
+              "different module on two tasks. This is exactly what each row trains (`comparison.definition`).", "",
+              "| task | method | what it is |", "|---|---|---|"]
+    lines += [f"| {task} | {LABELS[m]} | {definition(task, m)} |" for task in TASKS for m in METHODS if applies(task, m)]
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -34,6 +34,59 @@ D2T_NAMES = {"full": "full", "bitfit": "bitfit", "adapters": "adapters", "lora":
 PROBE_NAMES = {"frozen": None, "prompt_tuning": "NONE", "p_tuning": "LSTM"}  # frozen: the best hand-written prompt
 
 
+def definition(task: str, method: str) -> str:
+    """What the row (task, method) is exactly: the module, its size and its readout. One label names a family, and the
+    tasks were built by different chapters, so a label can mean different models on different tasks (prefix tuning is
+    chapter 9's deep prompt with an MLP on sentiment and NER, chapter 8's `PrefixTuningModel` on data-to-text); this
+    says what differs, and the table prints it."""
+    from experiments.bench_data_to_text import RECIPE as D2T
+    from experiments.bench_prompt_tuning import PT_RUNS
+    from experiments.methods import PT_TEMPLATE, PTV2_LENGTH
+
+    if not applies(task, method):
+        raise ValueError(f"{method!r} does not apply to {task!r}; the methods of {task!r}: "
+                         f"{[m for m in METHODS if applies(task, m)]}")
+    base = "lora" if method == "lora_merged" else method
+    head = {"sentiment": "a new classification head on the last token", "ner": "a new token-classification head",
+            "data_to_text": "the frozen LM head (tied to the embeddings) generates", "probe": "the frozen LM head"}[task]
+    p2 = D2T["num_virtual_tokens"]
+    lora = D2T["lora"] if task == "data_to_text" else {"r": 8, "lora_alpha": 16}  # experiments.methods._lora()
+    common = {
+        "full": f"every weight trains, and {head}" if task != "data_to_text" else "every weight trains, the tied LM "
+                                                                                   "head with the embeddings",
+        "frozen": f"only {head} trains" if task != "probe" else "no training: the best hand-written prompt per relation",
+        "bitfit": f"every bias of the backbone (chapter 4) and {head}",
+        "adapters": f"bottleneck adapters m=8 after attention and MLP, the LayerNorms (chapter 5), and {head}",
+        "lora": f"LoRA on q_proj, v_proj, r={lora['r']}, lora_alpha={lora['lora_alpha']} (chapter 3"
+                + ("; merged into W0 for serving" if method == "lora_merged" else "") + f"), and {head}",
+    }
+    if base in common:
+        return common[base]
+    per_task = {
+        ("sentiment", "prompt_tuning"): f"chapter 6: {PT_RUNS['gpt_text_3x_epochs'].num_virtual_tokens} input "
+                                        f"vectors initialised from the label words, the class read by the LM head "
+                                        f"after \"{PT_TEMPLATE.strip()}\" (no new head)",
+        ("sentiment", "p_tuning"): "chapter 7: 3 + 3 input vectors around the review from an LSTM + MLP encoder "
+                                   "(dropped for serving), the class read by the LM head (no new head)",
+        ("ner", "prompt_tuning"): f"chapter 9 at input depth: {PTV2_LENGTH} input vectors (sampled-vocabulary "
+                                  f"init), and {head}",
+        ("ner", "p_tuning"): f"chapter 9 at input depth: {PTV2_LENGTH} input vectors from an LSTM + MLP encoder "
+                             f"(hidden 128, dropped for serving), and {head}",
+        ("data_to_text", "prompt_tuning"): f"chapter 8's embedding-only prefix: {p2} input vectors, trained "
+                                           f"directly, {head}",
+        ("probe", "prompt_tuning"): "chapter 7 without an encoder: the template's vectors trained directly",
+        ("probe", "p_tuning"): "chapter 7: the template's vectors from an LSTM + MLP encoder (dropped for serving)",
+    }
+    if (task, base) in per_task:
+        return per_task[task, base]
+    if task == "data_to_text":  # chapter 8's PrefixTuningModel
+        mlp = f"from an MLP (hidden {D2T['encoder_hidden_size']}, dropped for serving)" if base == "prefix_tuning" \
+            else "trained directly (no MLP)"
+        return f"chapter 8's PrefixTuningModel: {p2} keys and values per layer {mlp}, {head}"
+    mlp = "from an MLP (hidden 128, dropped for serving)" if base == "prefix_tuning" else "trained directly (no MLP)"
+    return f"chapter 9's deep prompt: {PTV2_LENGTH} keys and values per layer {mlp}, and {head}"
+
+
 def applies(task: str, method: str) -> bool:
     base = "lora" if method == "lora_merged" else method
     return base in {"sentiment": METHODS, "ner": NER_NAMES, "data_to_text": D2T_NAMES, "probe": PROBE_NAMES}[task]

@@ -2,7 +2,8 @@
 
 A method is applied with the configuration its chapter teaches, from the reference solutions
 (`solutions/`, generated from the lessons). `METHODS` are the sentiment benchmark's main configurations,
-`ABLATIONS` the chapters' variants, `PROMPT_TUNING_METHODS` chapter 6's (judged by the protocol only),
+`ABLATIONS` the chapters' variants, `PROMPT_TUNING_METHODS` chapter 6's and `CONTROLS` the papers' controls (both
+judged by the protocol only),
 `NER_METHODS` the sequence-labelling runs (chapters 9-10).
 """
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 
+from experiments.controls import random_subset
 from minitransformer import recipes
 
 
@@ -29,11 +31,13 @@ class Method:
         return self.family or self.name
 
 
-def _lora(r: int = 8, targets: tuple = ("q_proj", "v_proj")):
+def _lora(r: int = 8, targets: tuple = ("q_proj", "v_proj"), alpha: Optional[int] = None):
+    """Chapter 3's LoRA; lora_alpha = 2r (the course's rule) unless `alpha` fixes it."""
     def prepare(model):
         from solutions.lora import LoraConfig, inject_lora
 
-        return inject_lora(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=list(targets)), verbose=False)
+        config = LoraConfig(r=r, lora_alpha=2 * r if alpha is None else alpha, target_modules=list(targets))
+        return inject_lora(model, config, verbose=False)
 
     return prepare
 
@@ -115,7 +119,14 @@ PROMPT_TUNING_METHODS = {m.name: m for m in [
     *(Method(f"full_{size}", f"full fine-tuning, {size}", lambda model: model, "full", backbone=f"gpt_{size}")
       for size in ("d16", "d32")),
 ]}
-ALL_METHODS = {**METHODS, **ABLATIONS, **PROMPT_TUNING_METHODS}
+# Judged by the protocol only (`python -m experiments sweep/run sentiment --methods ...`), not by the ablation benchmark:
+# chapter 3's alpha rule at r = 16 with alpha fixed at 16 (scale alpha/r = 1 instead of 2), each at its own swept rate;
+# the papers' controls, what a method is compared with to show that its choice of parameters matters.
+CONTROLS = {m.name: m for m in [
+    Method("lora_r16_a16", "LoRA q,v r=16, alpha=16 (fixed alpha)", _lora(16, alpha=16), "lora"),
+    Method("bitfit_random", "random subset, BitFit's count", lambda model: random_subset(model), "bitfit"),
+]}
+ALL_METHODS = {**METHODS, **ABLATIONS, **PROMPT_TUNING_METHODS, **CONTROLS}
 
 
 def _ptv2(**kwargs):

@@ -169,3 +169,19 @@ def test_one_ner_cell_reproduces_the_committed_number(results):
 def test_readme_comparison_table_is_the_generated_one(results):
     text = README.read_text()
     assert comparison.readme_with_results(text, results) == text, "run `python -m experiments.benchmark readme`"
+
+
+def test_every_row_says_what_it_is_and_one_label_can_be_two_modules():
+    """One name, one model, or the table says exactly what differs (chapter 10's definitions)."""
+    for task in comparison.TASKS:
+        for method in comparison.METHODS:
+            if comparison.applies(task, method):
+                assert comparison.definition(task, method)
+    # the issue's two examples: "prefix tuning" and "P-tuning v2" are chapter 9's module on sentiment and NER,
+    # chapter 8's on data-to-text, and the table must say so
+    assert "chapter 9" in comparison.definition("sentiment", "prefix_tuning")
+    assert "chapter 8" in comparison.definition("data_to_text", "prefix_tuning")
+    assert "MLP" in comparison.definition("ner", "prefix_tuning") and "no MLP" in comparison.definition("ner", "p_tuning_v2")
+    assert "merged" in comparison.definition("ner", "lora_merged") and "merged" not in comparison.definition("ner", "lora")
+    with pytest.raises(ValueError, match="does not apply"):
+        comparison.definition("probe", "lora")
