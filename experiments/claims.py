@@ -144,6 +144,10 @@ CLAIMS = [
     Claim("lora_plus.beats_lora", 11, "B at 2^4 times A's learning rate beats one rate for both",
           "Hayou et al. 2024 (LoRA+), abstract", "1-2% better than LoRA, up to about 2x faster (no single number)",
           "sentiment", "lora_plus", "lora", "difference", ">=", 0.0),
+    # Chapter 12: QLoRA against chapter 3's LoRA on the float32 base, with the course's one yardstick for "matches".
+    Claim("qlora.matches_lora", 12, "LoRA on an NF4 + double-quantised base matches LoRA on the full-precision base",
+          "Dettmers et al. 2023 (QLoRA), Table 3, mean 5-shot MMLU of LLaMA 7B-65B", "BF16 53.0, NF4 + DQ 53.1",
+          "sentiment", "qlora", "lora", "ratio", ">=", MATCHES_FULL),
 ]
 BY_ID = {c.id: c for c in CLAIMS}
 

@@ -196,3 +196,22 @@ LORA_VARIANT_METHODS = {m.name: m for m in [
     Method("lora_plus", f"LoRA+ q,v r=8, ratio {LORAPLUS_LR_RATIO}", _lora_plus(), "lora"),
 ]}
 ALL_METHODS.update(LORA_VARIANT_METHODS)
+
+
+# Chapter 12: QLoRA, chapter 3's LoRA (q, v, r = 8, alpha = 16) on the backbone's linear layers stored in NF4 with double
+# quantisation (the task head stays in float32), judged by the protocol only.
+def _qlora(r: int = 8, targets: tuple = ("q_proj", "v_proj")):
+    def prepare(model):
+        import torch
+
+        from solutions.qlora import BitsAndBytesConfig, prepare_model_for_kbit_training, replace_with_bnb_linear
+
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                    bnb_4bit_compute_dtype=torch.float32)
+        return _lora(r, targets)(prepare_model_for_kbit_training(replace_with_bnb_linear(model, config)))
+
+    return prepare
+
+
+QLORA_METHODS = {m.name: m for m in [Method("qlora", "QLoRA q,v r=8 on an NF4 base", _qlora(), "lora")]}
+ALL_METHODS.update(QLORA_METHODS)

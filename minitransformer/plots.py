@@ -12,11 +12,11 @@ from .training import Experiment
 # One colour per method, the same in every chapter's plots and diagrams.
 METHOD_COLORS = {"full": "tab:blue", "frozen": "tab:gray", "lora": "tab:orange", "bitfit": "tab:green",
                  "adapters": "tab:red", "prompt_tuning": "tab:purple", "p_tuning": "tab:brown",
-                 "prefix_tuning": "tab:pink", "p_tuning_v2": "tab:olive"}
+                 "prefix_tuning": "tab:pink", "p_tuning_v2": "tab:olive", "qlora": "tab:cyan"}
 FROZEN_COLOR = "0.75"  # what a method leaves untouched
 # How the experiments name their method (Experiment.name starts with it), longest first.
 _NAME_PREFIXES = (("p-tuning v2", "p_tuning_v2"), ("prompt tuning", "prompt_tuning"), ("prefix", "prefix_tuning"),
-                  ("p-tuning", "p_tuning"), ("full", "full"), ("frozen", "frozen"), ("lora", "lora"),
+                  ("p-tuning", "p_tuning"), ("qlora", "qlora"), ("full", "full"), ("frozen", "frozen"), ("lora", "lora"),
                   ("bitfit", "bitfit"), ("adapter", "adapters"), ("houlsby", "adapters"))
 
 
