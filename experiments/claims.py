@@ -207,6 +207,47 @@ def verdict_table(chapter: int | None = None, *, root=None, markdown: bool = Fal
 
 
 
+def missing_runs(chapter: int, *, root=None) -> list[str]:
+    """What the chapter's verdicts still lack, as the commands that make it ([] when every run is on file).
+
+    A method needs three seeds at its final budget and seed 0 at twice it. A method with no sweep at all gets a
+    sweep on the grid of its family's sweep (a LoRA variant: LoRA's); one whose sweep chose a rate at the grid's
+    edge gets the runner's own reason and the rate to add; then one `run` command for every method short of runs.
+    """
+    from experiments import records
+    from experiments.protocol import DOUBLED, SEEDS
+    from experiments.sweeps import sentiment_sweep_check
+    from experiments.tasks import swept_rate, task_module
+
+    lines, short = [], {}
+    for c in claims_of(chapter):
+        module = task_module(c.task)
+        for m in c.methods:
+            epochs = c.epochs(m)
+            complete = len(records.load_runs(c.task, m, epochs, SEEDS, root)) == len(SEEDS) and (
+                c.exact(m) or records.load_run(c.task, m, DOUBLED * epochs, 0, root) is not None)
+            if complete or m in short.get(c.task, ()):
+                continue
+            short.setdefault(c.task, []).append(m)
+            if c.exact(m):
+                continue
+            check = sentiment_sweep_check(m, epochs, None, root) if c.task == "sentiment" else \
+                module.sweep_check(m, epochs, None)
+            if not check.grid:
+                family = module.known_methods()[m].lr_key if hasattr(module, "known_methods") else m
+                grid = sorted(r["lr"] for r in records.load_sweep(c.task, family, epochs, root))
+                rates = " ".join(f"{lr:g}" for lr in grid) or "... (a grid of rates about 3x apart)"
+                lines.append(f"python -m experiments sweep {c.task} --methods {m} --lrs {rates}")
+                continue
+            try:
+                swept_rate(c.task, m, check)
+            except ValueError as exc:  # swept, but the best rate sits at the grid's edge
+                lines.append(f"# {exc}")
+    for task, methods in short.items():
+        lines.append(f"python -m experiments run {task} --methods {' '.join(methods)}")
+    return lines
+
+
 def plot_convergence(chapter: int, *, root=None, ax=None):
     """Validation accuracy after each epoch of seed 0, at the final budget (solid) and at twice it (dashed),
     for every method the chapter's claims read: the picture behind the convergence test.

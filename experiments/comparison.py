@@ -57,14 +57,40 @@ def _load(name: str, directory: Path) -> dict:
 def _score(run: dict, score: float) -> dict:
     from minitransformer.training import still_rising
 
-    return {"seed": run["seed"], "score": score, "on_plateau": run["on_plateau"],
-            "rising": bool(run.get("curve")) and still_rising(run["curve"])}
+    return {"seed": run["seed"], "score": score, "on_plateau": bool(run.get("on_plateau")),
+            "rising": len(run.get("curve") or ()) >= 6 and still_rising(run["curve"])}
+
+
+def protocol_methods() -> tuple[str, ...]:
+    """The sentiment methods the verdict protocol runs (chapters 2-6, 11 and 12): their rows read its records."""
+    from experiments.methods import ALL_METHODS
+
+    return tuple(m for m in METHODS if m in ALL_METHODS)
+
+
+def protocol_scores(method: str, directory: Path = RESULTS_DIR) -> list[dict]:
+    """`method`'s protocol runs on sentiment (benchmarks/protocol/sentiment/): seeds 0-2 at its own swept rate and
+    final budget, each with that budget and the doubled-budget test (seed 0 at twice the epochs)."""
+    from experiments import protocol, records, sentiment
+
+    root = Path(directory) / "protocol"
+    epochs = sentiment.epochs_of(method)
+    runs = records.load_runs("sentiment", method, epochs, protocol.SEEDS, root)
+    if not runs:
+        raise FileNotFoundError(f"No protocol run of {method!r} on sentiment in {root}: run `python -m experiments "
+                                f"run sentiment --methods {method}` (after its sweep) first.")
+    convergence = protocol.convergence_of("sentiment", method, epochs, runs, exact=sentiment.exact(method), root=root)
+    converged = None if not convergence.exact and convergence.doubled is None else convergence.converged
+    return [{**_score(r, r["validation"]["accuracy"]), "epochs": epochs, "converged": converged, "protocol": True}
+            for _, r in sorted(runs.items())]
 
 
 def task_scores(task: str, method: str, directory: Path = RESULTS_DIR) -> list[dict]:
     """The committed runs of `method` on `task` at its chosen learning rate: [{"seed", "score", "on_plateau"}]."""
     base = "lora" if method == "lora_merged" else method  # merging changes no prediction (asserted in chapter 3)
     if task == "sentiment":
+        if base in protocol_methods():
+            return protocol_scores(base, directory)
         if base in SENTIMENT_RUNNERS:
             results = _load("comparison_sentiment", directory)
             runs = [r for r in results["runs"] if r["method"] == base and r["lr"] == results["learning_rates"][base]
@@ -97,7 +123,10 @@ def summarise(task: str, method: str, directory: Path = RESULTS_DIR) -> dict:
     scores = [r["score"] for r in runs]
     return {"n": len(scores), "seeds": [r["seed"] for r in runs], "scores": scores, "mean": statistics.fmean(scores),
             "sd": statistics.stdev(scores) if len(scores) > 1 else 0.0, "any_plateau": any(r["on_plateau"] for r in runs),
-            "rising_seeds": sum(r["rising"] for r in runs)}
+            "rising_seeds": sum(r["rising"] for r in runs),
+            # the protocol's rows: the final budget and the doubled-budget test (None: not run, or not a protocol row)
+            "protocol": runs[0].get("protocol", False), "epochs": runs[0].get("epochs"),
+            "converged": runs[0].get("converged")}
 
 
 def comparison_rows(costs: list[dict], directory: Path = RESULTS_DIR) -> list[dict]:
@@ -124,12 +153,17 @@ def markdown_table(results: dict) -> str:
     """Every method on every task it applies to: one table per task, printed by code from the results."""
     from minitransformer.measure import format_bytes
 
+    protocol_rows = [r for r in results["rows"] if r["task"] == "sentiment" and r.get("protocol")]
     lines = ["Every method on every task it applies to. Score: mean ± sd over seeds (validation; the probe: test, "
              "as in chapter 7), from the chapters' benchmarks; 'still rising': seeds whose validation curve still "
-             f"rose at the end (training.still_rising). On sentiment the soft prompts train {SOFT_PROMPT_EPOCHS} "
-             f"epochs, " + ", ".join(f"{m} {e}" for m, e in recipes.METHOD_EPOCHS.items()
-                                     if m not in SENTIMENT_LABELS)  # chapter 6's own budget is not this table's
-             + f", the other methods {recipes.EPOCHS}. Costs measured by `python -m experiments.benchmark "
+             "rose at the end (training.still_rising). On sentiment, "
+             + ", ".join(LABELS[m] for m in dict.fromkeys(r["method"] for r in protocol_rows))
+             + " are the verdict protocol's runs (`python -m experiments run sentiment`: each method's own rate, swept "
+             "at its final budget, shown as 'ep'; '2×' is the doubled-budget test of seed 0: converged when the "
+             "doubled run gains no more than the method's own noise); "
+             + ", ".join(LABELS[m] for m in SENTIMENT_RUNNERS if m not in protocol_methods())
+             + f" train {SOFT_PROMPT_EPOCHS} epochs at the rate of their own sweep (`benchmark comparison`). "
+             "Chapters 11 and 12 (DoRA, rsLoRA, PiSSA, LoRA+, QLoRA) are judged on sentiment only. Costs measured by `python -m experiments.benchmark "
              f"comparison` on one CPU thread ({results['machine']}): trainable while training, and the numbers a "
              "task stores once deployed (P-tuning without its encoder, prefix tuning without its MLP); "
              "training-state memory = parameters + gradients + AdamW state; activations = what one training step "
@@ -141,7 +175,9 @@ def markdown_table(results: dict) -> str:
                   "latency b1 ÷ base | latency b32 ÷ base | file |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in (r for r in results["rows"] if r["task"] == task):
             score = f"{r['mean']:.3f} ± {r['sd']:.3f}" if task != "data_to_text" else f"{r['mean']:.1f} ± {r['sd']:.1f}"
-            score += f" (n={r['n']})" + (" plateau!" if r["any_plateau"] else "") + (
+            budget = "" if not r.get("protocol") else ", L-BFGS" if not r["epochs"] else (
+                f", {r['epochs']} ep, 2× " + {True: "converged", False: "STILL LEARNING", None: "not run"}[r["converged"]])
+            score += f" (n={r['n']}{budget})" + (" plateau!" if r["any_plateau"] else "") + (
                 f", {r['rising_seeds']} still rising" if r["rising_seeds"] else "")
             ratio = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
             lines.append(f"| {r['label']} | {r['trainable']:,} ({100 * r['share']:.2f}%) | {r['stored_parameters']:,} | "

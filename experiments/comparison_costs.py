@@ -17,11 +17,15 @@ SEEDS = (0, 1, 2)
 
 # ----------------------------------------------------------------------------- costs, measured on the real tensors
 # The methods of the table, in the order of the course, and what each one is on each task (None: does not apply).
+# Chapters 11 and 12 (LoRA's descendants, QLoRA) are judged on sentiment only, where their protocol runs are.
+LORA_DESCENDANTS = ("dora", "rslora_r16", "pissa", "lora_plus", "qlora")
 METHODS = ("full", "frozen", "bitfit", "adapters", "lora", "lora_merged", "prompt_tuning", "p_tuning", "prefix_tuning",
-           "p_tuning_v2")
+           "p_tuning_v2", *LORA_DESCENDANTS)
 LABELS = {"full": "full fine-tuning", "frozen": "frozen + head", "bitfit": "BitFit", "adapters": "adapters m=8",
           "lora": "LoRA r=8", "lora_merged": "LoRA r=8, merged", "prompt_tuning": "prompt tuning",
-          "p_tuning": "P-tuning", "prefix_tuning": "prefix tuning", "p_tuning_v2": "P-tuning v2"}
+          "p_tuning": "P-tuning", "prefix_tuning": "prefix tuning", "p_tuning_v2": "P-tuning v2",
+          "dora": "DoRA r=8", "rslora_r16": "rsLoRA r=16", "pissa": "PiSSA r=8", "lora_plus": "LoRA+ r=8",
+          "qlora": "QLoRA r=8 (NF4 base)"}
 TASKS = ("sentiment", "ner", "data_to_text", "probe")
 TASK_LABELS = {"sentiment": "sentiment (GPT, accuracy)", "ner": "NER (BERT, entity F1)",
                "data_to_text": "data-to-text (GPT, BLEU)", "probe": "knowledge probe (GPT, accuracy)"}
@@ -59,6 +63,16 @@ def definition(task: str, method: str) -> str:
         "adapters": f"bottleneck adapters m=8 after attention and MLP, the LayerNorms (chapter 5), and {head}",
         "lora": f"LoRA on q_proj, v_proj, r={lora['r']}, lora_alpha={lora['lora_alpha']} (chapter 3"
                 + ("; merged into W0 for serving" if method == "lora_merged" else "") + f"), and {head}",
+        "dora": f"chapter 11's DoRA: LoRA q_proj, v_proj r=8 on the direction and a magnitude per output feature "
+                f"(use_dora), and {head}",
+        "rslora_r16": f"chapter 11's rsLoRA: LoRA q_proj, v_proj r=16, lora_alpha=32, scaled by alpha/sqrt(r) "
+                      f"(use_rslora), and {head}",
+        "pissa": f"chapter 11's PiSSA: LoRA q_proj, v_proj r=8 started from W's top-8 singular vectors, the residual "
+                 f"frozen (init_lora_weights=\"pissa\"), and {head}",
+        "lora_plus": f"chapter 11's LoRA+: chapter 3's LoRA with B trained at {_loraplus_ratio()}x A's rate, "
+                     f"and {head}",
+        "qlora": f"chapter 12's QLoRA: chapter 3's LoRA on a base whose linear layers are stored in NF4 with double "
+                 f"quantisation (dequantised to float32 in each forward pass), and {head}",
     }
     if base in common:
         return common[base]
@@ -87,6 +101,12 @@ def definition(task: str, method: str) -> str:
     return f"chapter 9's deep prompt: {PTV2_LENGTH} keys and values per layer {mlp}, and {head}"
 
 
+def _loraplus_ratio() -> float:
+    from experiments.methods import LORAPLUS_LR_RATIO
+
+    return LORAPLUS_LR_RATIO
+
+
 def applies(task: str, method: str) -> bool:
     base = "lora" if method == "lora_merged" else method
     return base in {"sentiment": METHODS, "ner": NER_NAMES, "data_to_text": D2T_NAMES, "probe": PROBE_NAMES}[task]
@@ -107,6 +127,10 @@ def sentiment_adapter(method: str) -> Callable:
         return _head_only
     if base in ("bitfit", "adapters", "lora"):
         return SENTIMENT_METHODS[base].prepare
+    if base in LORA_DESCENDANTS:
+        from experiments.methods import ALL_METHODS
+
+        return ALL_METHODS[base].prepare
     if base in ("prefix_tuning", "p_tuning_v2"):
         return NER_METHODS[{"prefix_tuning": "p_tuning_v2_mlp", "p_tuning_v2": "p_tuning_v2"}[base]].prepare
     _, tokenizer = load_pretrained(recipes.BACKBONE)
@@ -236,6 +260,18 @@ def file_bytes(tensors: dict[str, torch.Tensor]) -> int:
         return path.stat().st_size
 
 
+def quantised_weights(model) -> tuple[int, int]:
+    """(numbers, bytes) of the weights `model` stores in 4 bits (chapter 12's Linear4bit): each layer's
+    out_features x in_features numbers, and the bytes of its packed indices and quantisation state (the code tables
+    every layer shares counted once). (0, 0) for a model without 4-bit layers."""
+    from solutions.qlora import Linear4bit
+
+    layers = [m for m in model.modules() if isinstance(m, Linear4bit)]
+    storages = {b.untyped_storage().data_ptr(): b.untyped_storage().nbytes()
+                for m in layers for b in m.buffers(recurse=False) if b is not None}
+    return sum(m.in_features * m.out_features for m in layers), sum(storages.values())
+
+
 ROUNDS = 10  # timing rounds per measurement (the interleaved rounds of measure.compare_latency)
 
 
@@ -262,6 +298,8 @@ def measure_costs(task: str, method: str, min_run_time: float = 0.03, seed: int 
     torch.manual_seed(seed)
     model, batch, reference = build(task, method, seed)
     trainable, total = count_parameters(model)
+    quantised_numbers, quantised_bytes = quantised_weights(model)
+    total += quantised_numbers  # QLoRA's 4-bit weights are buffers, not parameters: still numbers of the model
     backbone_total = total if method == "full" else total - trainable
     out = {"task": task, "method": method, "trainable": trainable, "total": total, "backbone_total": backbone_total}
     if trainable:
@@ -276,6 +314,9 @@ def measure_costs(task: str, method: str, min_run_time: float = 0.03, seed: int 
 
         step()
         out["memory"] = training_state_memory(model, optimizer)
+        if quantised_bytes:  # the frozen 4-bit weights (and their scales) hold the base model: counted with it
+            out["memory"]["parameters"] += quantised_bytes
+            out["memory"]["total"] += quantised_bytes
         # Activations kept for the backward pass at the training batch: the memory a PEFT method does not save
         # by freezing weights, since the gradient still flows through every frozen layer above a trainable one.
         out["activation_bytes"] = activation_memory(model, lambda: model(**batch).loss)

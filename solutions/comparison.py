@@ -20,7 +20,7 @@ def taxonomy(model: nn.Module, adapt, ignore: tuple = ("head.",)) -> dict:
     original parameter trains, else "selective" if some do, else "head only".
     Returns {"added": [...], "selected": [...], "rewritten": [...], "family": str}.
     """
-    original = {id(p) for p in model.parameters()}
+    original = {id(p): p for p in model.parameters()}  # keeps them alive: a freed object's id can be reused
     n_original = sum(1 for name, _ in model.named_parameters() if not name.startswith(ignore))
     adapted = adapt(model)
     modules = dict(adapted.named_modules())

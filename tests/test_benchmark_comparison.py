@@ -30,8 +30,11 @@ def test_every_method_on_every_task_it_applies_to_has_three_seeds(results):
             assert row["n"] == 1 and row["trainable"] == 0
         else:
             assert row["n"] == 3 and sorted(row["seeds"]) == [0, 1, 2], (task, method, row["seeds"])
-    # Every method of the course appears on at least two tasks, and each task has at least three methods.
-    assert all(sum(comparison.applies(t, m) for t in comparison.TASKS) >= 2 for m in comparison.METHODS)
+    # Every method of chapters 2-9 appears on at least two tasks, and each task has at least three methods;
+    # chapters 11 and 12 (LoRA's descendants, QLoRA) are judged on sentiment, where their protocol runs are.
+    assert all(sum(comparison.applies(t, m) for t in comparison.TASKS) >= 2
+               for m in comparison.METHODS if m not in comparison.LORA_DESCENDANTS)
+    assert all(comparison.applies("sentiment", m) for m in comparison.LORA_DESCENDANTS)
     assert all(sum(comparison.applies(t, m) for m in comparison.METHODS) >= 3 for t in comparison.TASKS)
 
 

@@ -472,3 +472,24 @@ def test_protocol_experiments_state_the_measured_training_memory() -> None:
         protocol_experiments("lora_r1")  # a registered ablation without protocol runs
     with pytest.raises(ValueError, match="Unknown sentiment method 'lora_r99'"):
         protocol_experiments("lora_r99")
+
+
+def test_missing_runs_are_the_commands_that_make_them(tmp_path: Path) -> None:
+    """Chapter 12's claim reads QLoRA and LoRA: with nothing on file, a sweep for each and one run command; with
+    LoRA complete, QLoRA's sweep on LoRA's grid; a best rate at the grid's edge gives the runner's reason."""
+    from experiments.claims import missing_runs
+
+    assert missing_runs(12, root=tmp_path)[-1] == "python -m experiments run sentiment --methods qlora lora"
+    epochs = CLAIM.epochs("lora")
+    for lr, acc in ((1e-3, [1, 0, 1, 1]), (3e-3, [1, 1, 1, 1]), (1e-2, [1, 0, 0, 1])):
+        records.save_run({**record("lora", 0, epochs, acc), "sweep": True, "lr": lr}, tmp_path)
+    for seed in (0, 1, 2):
+        records.save_run(record("lora", seed, epochs, [1, 1, 1, 0]), tmp_path)
+    records.save_run(record("lora", 0, 2 * epochs, [1, 1, 1, 0]), tmp_path)
+    assert missing_runs(12, root=tmp_path) == ["python -m experiments sweep sentiment --methods qlora --lrs 0.001 0.003 0.01",
+                                               "python -m experiments run sentiment --methods qlora"]
+    for lr, acc in ((1e-3, [1, 1, 1, 1]), (3e-3, [0, 0, 1, 1])):  # the best rate is the grid's lowest
+        records.save_run({**record("qlora", 0, epochs, acc), "sweep": True, "lr": lr}, tmp_path)
+    lines = missing_runs(12, root=tmp_path)
+    assert lines[0].startswith("# qlora: best rate 0.001") and "AT THE EDGE" in lines[0] and "--lrs 0.0003" in lines[0]
+    assert lines[1:] == ["python -m experiments run sentiment --methods qlora"]
