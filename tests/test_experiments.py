@@ -458,7 +458,7 @@ def test_the_evidence_for_a_final_budget_is_the_half_budgets_failed_test(tmp_pat
     assert not test.converged and "STILL LEARNING" in test.text()
 
 
-def test_protocol_experiments_state_the_measured_training_memory() -> None:
+def test_protocol_experiments_state_the_measured_training_memory(tmp_path: Path) -> None:
     """A protocol run read as an Experiment gets its training state from its counts: the same bytes that
     measure.training_state_memory counted on the real tensors of the committed benchmark run."""
     from experiments.benchmark import committed_experiment
@@ -469,7 +469,7 @@ def test_protocol_experiments_state_the_measured_training_memory() -> None:
         assert set(runs) == {0, 1, 2}
         assert runs[0].memory == committed_experiment(method).memory, method
     with pytest.raises(KeyError, match="python -m experiments run sentiment --methods lora_r1"):
-        protocol_experiments("lora_r1")  # a registered ablation without protocol runs
+        protocol_experiments("lora_r1", root=tmp_path)  # a registered ablation without protocol runs there
     with pytest.raises(ValueError, match="Unknown sentiment method 'lora_r99'"):
         protocol_experiments("lora_r99")
 
