@@ -18,7 +18,8 @@ a record of the same schema with ``"sweep": true``. Schema (version 1)::
       "seconds": 290.1, "threads": 1, "torch": "2.13.0+cpu"
     }
 
-``correct`` holds one character per evaluation example, ``1`` for a correct prediction,
+``correct`` holds one character per evaluation example (a task with fractional per-example scores, such as
+data-to-text's share of an MR's slots realised, records them as ``scores``, a list whose mean is ``accuracy``), ``1`` for a correct prediction,
 in the evaluation set's order; ``texts`` fingerprints that set (its texts and labels, in order)
 and ``examples`` its encoding (the token ids), so runs scored on different sets are never
 compared, while runs that read the same reviews through another template are.  The frozen probe has no curve and ``epochs`` 0 (it is
@@ -137,6 +138,13 @@ def check_record(record: dict, where: object = "a run record") -> None:
         scores = record.get(split)
         if scores is None:
             continue
+        if "scores" in scores:  # fractional per-example scores (data-to-text: the share of an MR's slots realised)
+            values = scores["scores"]
+            if not values or any(not 0.0 <= v <= 1.0 for v in values):
+                raise RecordError(f"{where}: {split}.scores must hold one score in [0, 1] per example.")
+            if abs(sum(values) / len(values) - scores["accuracy"]) > 1e-6:
+                raise RecordError(f"{where}: {split}.accuracy {scores['accuracy']} is not the mean of its scores.")
+            continue
         correct = scores.get("correct", "")
         if not correct or set(correct) - {"0", "1"}:
             raise RecordError(f"{where}: {split}.correct must be a string of 0s and 1s, one per example.")
@@ -156,5 +164,28 @@ def text_fingerprint(examples, text_key: str = "text", label_key: str = "label")
 
 
 def correct_vector(record: dict, split: str = "validation") -> list[float]:
-    """The per-example scores (1.0 correct, 0.0 wrong) of a run on a split."""
+    """The per-example scores of a run on a split: 1.0 correct, 0.0 wrong, or a record's fractional ``scores``."""
+    if "scores" in record[split]:
+        return [float(v) for v in record[split]["scores"]]
     return [1.0 if c == "1" else 0.0 for c in record[split]["correct"]]
+
+
+def reused_run(task: str, spec, lr: float | None, root: Path | None = None) -> dict | None:
+    """The record of ``spec`` when the other half of the protocol already made that very run, else None.
+
+    Seed 0 at the chosen rate and the final budget is also the sweep's cell at that rate: runs are deterministic,
+    so whichever of the two exists is copied (with its ``sweep`` flag and saved weights set for its new role)."""
+    if spec.seed != 0 or spec.budget != 1 or lr is None:
+        return None
+    if spec.lr is None:
+        other, sweep = sweep_path(task, spec.method, spec.epochs, lr, root), False
+    else:
+        other, sweep = run_path(task, spec.method, spec.epochs, 0, root), True
+    if not other.exists():
+        return None
+    record = load_run_file(other)
+    if abs(record["lr"] - lr) > 1e-12 * max(1.0, abs(lr)):
+        return None
+    record["sweep"] = sweep
+    record["_weights"] = load_weights(other)
+    return record

@@ -12,7 +12,6 @@ registry (``experiments.methods.METHODS``): one registry, not a copy.
 from __future__ import annotations
 
 import hashlib
-import math
 import platform
 from dataclasses import dataclass
 
@@ -214,21 +213,10 @@ def run(spec: RunSpec, progress: bool = True, reuse_sweep: bool = True) -> dict:
 
     method = ALL_METHODS[spec.method]
     lr = spec.lr if spec.lr is not None or method.prepare is None else learning_rate(spec.method)
-    if reuse_sweep and spec.lr is None and spec.seed == 0 and spec.budget == 1 and lr is not None:
-        swept = records.sweep_path(TASK, spec.method, spec.epochs, lr)
-        if swept.exists():  # the sweep already made this very run (seed 0, this rate and budget): runs are deterministic
-            record = records.load_run_file(swept)
-            record["sweep"] = False
-            record["_weights"] = records.load_weights(swept)
-            return record
-    if reuse_sweep and spec.lr is not None and spec.seed == 0 and spec.budget == 1:
-        made = records.run_path(TASK, spec.method, spec.epochs, 0)
-        if made.exists():  # the same run the other way round: seed 0 at this rate is on disk as a protocol run
-            record = records.load_run_file(made)
-            if math.isclose(record["lr"], spec.lr):
-                record["sweep"] = True
-                record["_weights"] = records.load_weights(made)
-                return record
+    if reuse_sweep and method.prepare is not None:
+        reused = records.reused_run(TASK, spec, lr)
+        if reused is not None:
+            return reused
     setup = recipes.sentiment_setup(seed=spec.seed, backbone=method.backbone, template=method.template)
     if method.prepare is None:
         experiment = recipes.frozen_probe(setup, seed=spec.seed)

@@ -96,7 +96,7 @@ def protocol_sweep_cells(task: str, method: str, epochs: int, root=None) -> list
     from experiments import records
 
     return [{"lr": r["lr"], "validation": r["validation"]["accuracy"], "loss": r["validation"].get("loss"),
-             "examples": len(r["validation"]["correct"]), "on_plateau": bool(r.get("on_plateau"))}
+             "examples": len(records.correct_vector(r)), "on_plateau": bool(r.get("on_plateau"))}
             for r in records.load_sweep(task, method, epochs, root)]
 
 
@@ -117,14 +117,17 @@ def sentiment_sweep_check(method: str, epochs: int, used: float | None, root=Non
 
 
 def sweep_table(task: str, methods, root=None) -> str:
-    """The protocol sweep of each method at its final budget, one row per rate: validation accuracy and loss,
-    training accuracy, plateau; the chosen rate in bold (see :func:`check_from_records`)."""
+    """The protocol sweep of each method at its final budget, one row per rate: the validation score (the task's
+    ``METRIC``) and loss, training accuracy, plateau, and the task's ``SWEEP_COLUMNS``; the chosen rate in bold
+    (see :func:`check_from_records`)."""
     from experiments import records
     from experiments.tasks import task_module
 
     module = task_module(task)
-    lines = ["| method | epochs | lr | validation accuracy | validation loss | train accuracy | plateau? |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    metric = getattr(module, "METRIC", "validation accuracy")
+    extra = getattr(module, "SWEEP_COLUMNS", {})  # a task's own columns: name -> the cell of a record
+    lines = [f"| method | epochs | lr | {metric} | validation loss | train accuracy | plateau? |"
+             + "".join(f" {name} |" for name in extra), "|---|---:|---:|---:|---:|---:|---|" + "---:|" * len(extra)]
     notes = []
     for m in methods:
         epochs = module.epochs_of(m)
@@ -134,6 +137,7 @@ def sweep_table(task: str, methods, root=None) -> str:
             mark = "**" if check.best is not None and math.isclose(r["lr"], check.best) else ""
             train = "—" if r.get("train_accuracy") is None else f"{r['train_accuracy']:.3f}"
             lines.append(f"| {m} | {epochs} | {mark}{r['lr']:g}{mark} | {mark}{r['validation']['accuracy']:.3f}{mark} | "
-                         f"{r['validation']['loss']:.4f} | {train} | {'yes' if r.get('on_plateau') else 'no'} |")
+                         f"{r['validation']['loss']:.4f} | {train} | {'yes' if r.get('on_plateau') else 'no'} |"
+                         + "".join(f" {cell(r)} |" for cell in extra.values()))
         notes.append(check.text())
     return "\n".join(lines + [""] + notes)

@@ -1,6 +1,6 @@
 """The protocol's tasks, each a module with the same interface.
 
-A task module (``experiments.sentiment``, ``experiments.probe``) provides:
+A task module (``experiments.sentiment``, ``experiments.probe``, ``experiments.data_to_text``) provides:
 
 - ``TASK``: its name, the folder of its runs under ``benchmarks/protocol/``;
 - ``RunSpec(method, seed, budget)`` with ``epochs`` and ``estimate_seconds()``;
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 
-TASKS = {"sentiment": "experiments.sentiment", "probe": "experiments.probe"}
+TASKS = {"sentiment": "experiments.sentiment", "probe": "experiments.probe", "data_to_text": "experiments.data_to_text"}
 
 
 def task_module(task: str):

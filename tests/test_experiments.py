@@ -291,7 +291,7 @@ def test_every_claim_is_well_formed() -> None:
             and c.reference != "frozen"} == {claims.MATCHES_FULL}
 
 
-@pytest.mark.parametrize("task", ["sentiment", "probe"])
+@pytest.mark.parametrize("task", ["sentiment", "probe", "data_to_text"])
 def test_the_runner_plans_every_run_the_claims_read_once_their_rates_are_swept(task) -> None:
     from experiments.tasks import task_module
 

@@ -1,0 +1,119 @@
+"""The data-to-text protocol task (chapter 8): its records, baselines, BLEU intervals and verdicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments import data_to_text as d2t
+from experiments import data_to_text_scores as scores
+from experiments import protocol, records
+from experiments.claims import BY_ID
+from minitransformer.world import load_task
+from minitransformer.world.metrics import bleu, slot_error_rate, slot_errors
+
+
+@pytest.fixture(scope="module")
+def task():
+    return load_task("data_to_text")
+
+
+def test_the_template_baseline_realises_every_slot_of_every_mr(task) -> None:
+    for ex in task.validation + task.test:
+        assert slot_errors(ex["record"], scores.template(ex["record"])) == [], ex["meaning_representation"]
+
+
+def test_a_template_that_drops_a_slot_is_caught(task) -> None:
+    ex = next(e for e in task.validation if "near" in e["record"])
+    without = {k: v for k, v in ex["record"].items() if k != "near"}
+    assert slot_errors(ex["record"], scores.template(without)) == ["near"]
+
+
+def test_the_nearest_reference_is_about_another_venue(task) -> None:
+    outputs = scores.baselines(task.validation, task.train)["nearest training reference"]
+    # Validation venues never occur in training, so the copied reference names the wrong venue every time.
+    assert all("name" in slot_errors(ex["record"], out) for ex, out in zip(task.validation, outputs))
+
+
+def test_bleu_from_summed_sentence_counts_is_sacrebleus_corpus_bleu(task) -> None:
+    refs = [ex["references"] for ex in task.validation]
+    for outputs in scores.baselines(task.validation, task.train).values():
+        one = scores.bleu_interval([outputs], refs, replicates=200)
+        assert one.estimate == pytest.approx(bleu(outputs, refs), abs=1e-9)
+        assert one.seed_half_width == 0 and one.low < one.estimate < one.high
+
+
+def test_the_bleu_interval_counts_the_seeds_spread(task) -> None:
+    refs = [ex["references"] for ex in task.validation]
+    made = scores.baselines(task.validation, task.train)
+    same = scores.bleu_interval([made["template"]] * 3, refs, replicates=200)
+    mixed = scores.bleu_interval([made["template"], made["nearest training reference"], made["template"]], refs,
+                                 replicates=200)
+    assert same.seed_half_width == pytest.approx(0.0, abs=1e-9)
+    assert mixed.seed_half_width > 5 and mixed.half_width > same.half_width
+
+
+def test_slot_scores_average_to_one_minus_the_ser_when_every_mr_has_as_many_slots(task) -> None:
+    examples = [ex for ex in task.validation if len(ex["record"]) == 5]
+    outputs = scores.baselines(examples, task.train)["nearest training reference"]
+    mean = float(np.mean(d2t.slot_scores(examples, outputs)))
+    assert mean == pytest.approx(1 - slot_error_rate([ex["record"] for ex in examples], outputs))
+
+
+def fractional(method: str, seed: int, epochs: int, values: list[float], lr: float = 0.003) -> dict:
+    return {"schema": records.SCHEMA, "task": d2t.TASK, "method": method, "seed": seed, "epochs": epochs, "lr": lr,
+            "validation": {"accuracy": sum(values) / len(values), "scores": values, "loss": 1.0,
+                           "texts": "set-a", "examples": "set-a"}}
+
+
+def test_a_record_of_fractional_scores_is_checked(tmp_path: Path) -> None:
+    records.save_run(fractional("full", 0, 20, [1.0, 0.5, 0.25]), tmp_path)
+    assert records.correct_vector(records.load_run(d2t.TASK, "full", 20, 0, tmp_path)) == [1.0, 0.5, 0.25]
+    bad = fractional("full", 1, 20, [1.0, 0.5])
+    bad["validation"]["accuracy"] = 0.9
+    with pytest.raises(records.RecordError, match="not the mean of its scores"):
+        records.save_run(bad, tmp_path)
+    with pytest.raises(records.RecordError, match=r"one score in \[0, 1\]"):
+        records.save_run(fractional("full", 1, 20, [1.5, 0.5]), tmp_path)
+
+
+def write_runs(root: Path, method: str, means: list[float], doubled: float, rng) -> None:
+    epochs = d2t.epochs_of(method)
+    for seed, mean in enumerate(means + [doubled]):
+        values = np.clip(rng.normal(mean, 0.15, 300), 0, 1)
+        values = np.round(np.clip(values + mean - values.mean(), 0, 1), 6).tolist()
+        run = fractional(method, 0 if seed == len(means) else seed, 2 * epochs if seed == len(means) else epochs,
+                         values)
+        records.save_run(run, root)
+
+
+def swept(method, epochs, lr):
+    from experiments.sweeps import SweepCheck
+
+    return SweepCheck(method, epochs, lr, (0.001, 0.003, 0.01), 0.003, (0.5, 0.8, 0.6))
+
+
+@pytest.mark.parametrize("prefix, outcome", [(0.80, protocol.REPRODUCED), (0.55, protocol.NOT_REPRODUCED)])
+def test_a_data_to_text_claim_is_judged_on_slot_accuracy(tmp_path: Path, prefix, outcome) -> None:
+    rng = np.random.default_rng(0)
+    write_runs(tmp_path, "full", [0.80, 0.81, 0.79], 0.80, rng)
+    write_runs(tmp_path, "prefix", [prefix, prefix + 0.01, prefix - 0.01], prefix, rng)
+    verdict = protocol.judge(BY_ID["prefix.matches_full"], root=tmp_path, sweeps=swept)
+    assert verdict.outcome == outcome, verdict.reason
+    assert verdict.interval.examples == 300
+
+
+def test_a_run_is_recorded_with_its_outputs_and_the_sweep_cell_is_reused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(d2t.RECIPE, "n_train", 16)
+    monkeypatch.setitem(d2t.RECIPE, "epochs", 1)
+    record = d2t.run(d2t.RunSpec("prompt", 0, 1, lr=0.3), progress=False)
+    for split in ("validation", "test"):
+        assert len(record[split]["outputs"]) == len(record[split]["scores"]) == 200
+    assert record["stored"] == d2t.RECIPE["num_virtual_tokens"] * 4 * 2 * 128  # P x L x (key, value) x d
+    path = records.save_run(record, tmp_path)
+    assert path == records.sweep_path(d2t.TASK, "prompt", 1, 0.3, tmp_path)
+    reused = records.reused_run(d2t.TASK, d2t.RunSpec("prompt", 0, 1), 0.3, tmp_path)
+    assert reused is not None and reused["sweep"] is False and reused["validation"] == record["validation"]
+    assert records.reused_run(d2t.TASK, d2t.RunSpec("prompt", 0, 1), 0.1, tmp_path) is None
