@@ -20,6 +20,7 @@ from minitransformer.plots import METHOD_COLORS  # one colour per method, every 
 MATCHES_FULL = 0.97  # "comparable to full fine-tuning": method ÷ full FT at least this
 FAR_BELOW = 0.90  # "far below full fine-tuning": ÷ full FT at most this
 FAR_ABOVE = 1.10  # "far better than a frozen model": ÷ frozen at least this
+ENTITY_F1 = "validation entity F1 (exact span and type)"
 SLOT_ACCURACY = "validation slot accuracy (share of each MR's attributes realised)"
 
 
@@ -141,6 +142,19 @@ CLAIMS = [
     Claim("prefix.embedding_only_weaker", 8, "Tuning only the input embeddings (a prompt) is far weaker than a prefix",
           "Li & Liang 2021, Table 4 (E2E), EMB-10 against PREFIX", "BLEU 62.2 vs 70.3 (÷ 0.88)",
           "data_to_text", "prompt", "prefix", "ratio", "<=", FAR_BELOW, metric=SLOT_ACCURACY),
+    # Chapter 9: P-tuning v2 (Liu et al. 2022) on NER, entity F1 (experiments/ner.py); BERT unless the method says GPT.
+    Claim("p_tuning_v2.matches_full_ner", 9, "Deep prompts match fine-tuning on sequence labelling (NER)",
+          "Liu et al. 2022 (P-Tuning v2), Table 3, CoNLL03", "within about a point of fine-tuning on RoBERTa-large "
+          "and DeBERTa-xlarge", "ner", "p_tuning_v2", "full", "ratio", ">=", MATCHES_FULL, metric=ENTITY_F1),
+    Claim("p_tuning_v2.matches_full_ner_gpt", 9, "... on a GPT backbone too (across model types)",
+          "Liu et al. 2022, section 4 (GLM, BERT, RoBERTa, DeBERTa)", "comparable across backbones (no single number)",
+          "ner", "p_tuning_v2_gpt", "full_gpt", "ratio", ">=", MATCHES_FULL, metric=ENTITY_F1),
+    Claim("p_tuning_v2.far_above_frozen", 9, "Deep prompts are far better than a frozen model with a trained head",
+          "Liu et al. 2022, Table 3 (the frozen-backbone methods they improve on)", "no single number",
+          "ner", "p_tuning_v2", "frozen", "ratio", ">=", FAR_ABOVE, metric=ENTITY_F1),
+    Claim("p_tuning_v2.beats_prompt_tuning_ner", 9, "Deep prompts beat a prompt at the input only on NER",
+          "Liu et al. 2022, Table 3, CoNLL03, BERT-large", "PT-2 far above PT (no verbaliser can tag tokens)",
+          "ner", "p_tuning_v2", "prompt_tuning", "difference", ">=", 0.0, metric=ENTITY_F1),
     # Chapter 11: LoRA's descendants, each against plain LoRA in chapter 3's setting (q, v, r = 8, alpha = 16; rsLoRA
     # at r = 16 against LoRA at r = 16, the same alpha = 32), each at its own swept rate. "Beats" is a difference of
     # accuracies >= 0, as for chapter 3's spread_over_matrices.

@@ -141,9 +141,18 @@ def _point(claim, runs: dict[str, dict[int, dict]], seed: int, split: str) -> fl
     return float(STATISTICS[claim.statistic](scores[0], scores[1] if claim.reference else np.zeros(1))[0])
 
 
-def _noise(runs: dict[int, dict], split: str) -> float | None:
+def _reduce(task: str) -> str | None:
+    """How a task's per-example records become its score (None: their mean; see experiments.stats.REDUCERS)."""
+    from experiments.tasks import task_module
+
+    return getattr(task_module(task), "REDUCE", None)
+
+
+def _noise(runs: dict[int, dict], split: str, reduce: str | None = None) -> float | None:
     """Half-width of a method's own 95% interval over its seeds and examples (None: fewer than 2 seeds)."""
-    return paired_interval(_vectors(runs, sorted(runs), split), statistic="value").half_width if len(runs) >= 2 else None
+    if len(runs) < 2:
+        return None
+    return paired_interval(_vectors(runs, sorted(runs), split), statistic="value", reduce=reduce).half_width
 
 
 def convergence_of(task: str, method: str, epochs: int, runs: dict[int, dict], *, exact: bool = False,
@@ -155,7 +164,7 @@ def convergence_of(task: str, method: str, epochs: int, runs: dict[int, dict], *
         note = getattr(task_module(task), "EXACT_NOTE", Convergence.exact_note)
         return Convergence(method, epochs, None, None, None, exact=True, exact_note=note)
     score = runs[0][split]["accuracy"] if 0 in runs else None
-    noise = _noise(runs, split)
+    noise = _noise(runs, split, _reduce(task))
     doubled_run = records.load_run(task, method, DOUBLED * epochs, 0, root)
     doubled = doubled_run[split]["accuracy"] if doubled_run is not None else None
     return Convergence(method, epochs, score, doubled, noise)
@@ -177,7 +186,8 @@ def previous_budget_test(task: str, method: str, epochs: int, *, split: str = "v
     if not path.exists():
         return None
     twice = records.load_run_file(path)
-    return Convergence(method, half, runs[0][split]["accuracy"], twice[split]["accuracy"], _noise(runs, split))
+    return Convergence(method, half, runs[0][split]["accuracy"], twice[split]["accuracy"],
+                       _noise(runs, split, _reduce(task)))
 
 
 def decide(interval: Interval, comparison: str, threshold: float) -> str:
@@ -225,7 +235,7 @@ def judge(claim, *, root=None, split: str = "validation", sweeps=None) -> Verdic
         return Verdict(claim, SINGLE_SEED, f"seed {seeds[0]} only: its point value is shown, never judged", None, seeds,
                        convergence, point=_point(claim, runs, seeds[0], split))
     a, b, *cd = [_vectors(runs[m], seeds, split) for m in methods] + ([None] if not claim.reference else [])
-    interval = paired_interval(a, b, statistic=claim.statistic, **dict(zip("cd", cd)))
+    interval = paired_interval(a, b, statistic=claim.statistic, reduce=_reduce(claim.task), **dict(zip("cd", cd)))
     side = decide(interval, claim.comparison, claim.threshold)
     sweep_checks = [sweeps(m, claim.epochs(m), runs[m][seeds[0]].get("lr")) for m in methods if not claim.exact(m)]
     unswept = [c for c in sweep_checks if not c.swept]

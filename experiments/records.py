@@ -19,7 +19,9 @@ a record of the same schema with ``"sweep": true``. Schema (version 1)::
     }
 
 ``correct`` holds one character per evaluation example (a task with fractional per-example scores, such as
-data-to-text's share of an MR's slots realised, records them as ``scores``, a list whose mean is ``accuracy``), ``1`` for a correct prediction,
+data-to-text's share of an MR's slots realised, records them as ``scores``, a list whose mean is ``accuracy``; a
+corpus score such as NER's entity F1 records ``counts``, one [correct, predicted, gold] row per sentence, and
+``accuracy`` holds the F1 of their sums), ``1`` for a correct prediction,
 in the evaluation set's order; ``texts`` fingerprints that set (its texts and labels, in order)
 and ``examples`` its encoding (the token ids), so runs scored on different sets are never
 compared, while runs that read the same reviews through another template are.  The frozen probe has no curve and ``epochs`` 0 (it is
@@ -138,6 +140,17 @@ def check_record(record: dict, where: object = "a run record") -> None:
         scores = record.get(split)
         if scores is None:
             continue
+        if "counts" in scores:  # per-example counts of a corpus score (NER: correct, predicted and gold spans)
+            rows = scores["counts"]
+            if not rows or any(len(r) != 3 or min(r) < 0 or r[0] > min(r[1], r[2]) for r in rows):
+                raise RecordError(f"{where}: {split}.counts must hold one [correct, predicted, gold] row of "
+                                  f"non-negative counts per example, correct at most predicted and gold.")
+            correct, predicted, gold = (sum(r[i] for r in rows) for i in range(3))
+            f1 = 2 * correct / (predicted + gold) if predicted + gold else 0.0
+            if abs(f1 - scores["accuracy"]) > 1e-6:
+                raise RecordError(f"{where}: {split}.accuracy {scores['accuracy']} is not the entity F1 of its "
+                                  f"counts ({f1:.6f}).")
+            continue
         if "scores" in scores:  # fractional per-example scores (data-to-text: the share of an MR's slots realised)
             values = scores["scores"]
             if not values or any(not 0.0 <= v <= 1.0 for v in values):
@@ -164,7 +177,10 @@ def text_fingerprint(examples, text_key: str = "text", label_key: str = "label")
 
 
 def correct_vector(record: dict, split: str = "validation") -> list[float]:
-    """The per-example scores of a run on a split: 1.0 correct, 0.0 wrong, or a record's fractional ``scores``."""
+    """The per-example scores of a run on a split: 1.0 correct, 0.0 wrong, a record's fractional ``scores``, or its
+    per-example ``counts`` (rows of a corpus score's counts, :data:`experiments.stats.REDUCERS`)."""
+    if "counts" in record[split]:
+        return [[float(x) for x in row] for row in record[split]["counts"]]
     if "scores" in record[split]:
         return [float(v) for v in record[split]["scores"]]
     return [1.0 if c == "1" else 0.0 for c in record[split]["correct"]]

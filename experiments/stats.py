@@ -93,35 +93,54 @@ STATISTICS: dict[str, Statistic] = {"ratio": ratio, "difference": difference, "v
 STATISTICS_OF_FOUR = {"ratio_gain": lambda a, b, c, d: ratio(a, b) - ratio(c, d)}
 
 
-def _as_matrix(per_seed: Sequence[Sequence[float]], name: str) -> np.ndarray:
+def _as_matrix(per_seed: Sequence[Sequence[float]], name: str, counts: bool = False) -> np.ndarray:
     matrix = np.asarray([np.asarray(s, dtype=np.float64) for s in per_seed])
-    if matrix.ndim != 2 or matrix.shape[0] == 0 or matrix.shape[1] == 0:
-        raise ValueError(f"{name} needs one vector of per-example scores per seed, all of one length "
-                         f"(got shape {matrix.shape}).")
+    if matrix.ndim != (3 if counts else 2) or 0 in matrix.shape:
+        what = "one row of counts per example" if counts else "one vector of per-example scores"
+        raise ValueError(f"{name} needs {what} per seed, all of one length (got shape {matrix.shape}).")
     return matrix
+
+
+def entity_f1(counts: np.ndarray) -> np.ndarray:
+    """Entity F1 from summed (or averaged) per-sentence counts (..., 3) = (correct, predicted, gold) spans:
+    2·correct ÷ (predicted + gold), the CoNLL micro F1 (0 where nothing was predicted or expected)."""
+    denominator = counts[..., 1] + counts[..., 2]
+    return np.where(denominator > 0, 2 * counts[..., 0] / np.where(denominator > 0, denominator, 1), 0.0)
+
+
+# A corpus score that is not a mean of per-example scores, computed from the mean of per-example counts.
+REDUCERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"entity_f1": entity_f1}
 
 
 def paired_interval(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]] | None = None, *,
                     statistic: str = "ratio", c=None, d=None, replicates: int = BOOTSTRAP_REPLICATES,
-                    seed: int = 0) -> Interval:
+                    seed: int = 0, reduce: str | None = None) -> Interval:
     """The 95% interval of ``statistic(mean score of a, mean score of b)``.
 
     ``a`` and ``b`` hold, per seed, one score per evaluation example (1/0 for correct/wrong),
     in the same example order; seeds are paired by position (seed i of a with seed i of b).
     For ``statistic="value"``, ``b`` is not used; ``"ratio_gain"`` also needs ``c`` and ``d``:
     (a ÷ b) − (c ÷ d).
+
+    A score that is not a mean over examples (entity F1) passes, per example, a row of counts and the name of
+    the function of their mean that gives the score (``reduce``, one of ``REDUCERS``): the bootstrap then
+    resamples the rows, as it would resample sentences.
     """
+    if reduce is not None and reduce not in REDUCERS:
+        raise ValueError(f"Unknown reduce {reduce!r}; choose one of {sorted(REDUCERS)} or None (a mean of scores).")
+    score = REDUCERS[reduce] if reduce else (lambda m: m)
+    counts = reduce is not None
     if statistic not in STATISTICS and statistic not in STATISTICS_OF_FOUR:
         raise ValueError(f"Unknown statistic {statistic!r}; choose one of {sorted(STATISTICS) + sorted(STATISTICS_OF_FOUR)}.")
-    a_m = _as_matrix(a, "a")
-    b_m = _as_matrix(b, "b") if b is not None else np.zeros_like(a_m)
+    a_m = _as_matrix(a, "a", counts)
+    b_m = _as_matrix(b, "b", counts) if b is not None else np.ones_like(a_m)
     if statistic != "value" and b is None:
         raise ValueError(f"statistic={statistic!r} compares two methods: pass b.")
     mats = [a_m, b_m]
     if statistic in STATISTICS_OF_FOUR:
         if c is None or d is None:
             raise ValueError(f"statistic={statistic!r} compares four runs: pass c and d.")
-        mats += [_as_matrix(c, "c"), _as_matrix(d, "d")]
+        mats += [_as_matrix(c, "c", counts), _as_matrix(d, "d", counts)]
         four = STATISTICS_OF_FOUR[statistic]
 
         def fn(*means):
@@ -134,15 +153,15 @@ def paired_interval(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]] |
     if len({m.shape for m in mats}) != 1:
         raise ValueError(f"the runs must have the same seeds and evaluation examples: shapes "
                          f"{[m.shape for m in mats]}. Pair the runs by seed and score them on the same evaluation set.")
-    k, n = a_m.shape
-    per_seed = fn(*(m.mean(axis=1) for m in mats))  # (k,)
-    estimate = float(fn(*(np.array([m.mean()]) for m in mats))[0])
+    k, n = a_m.shape[:2]
+    per_seed = fn(*(score(m.mean(axis=1)) for m in mats))  # (k,)
+    estimate = float(fn(*(np.atleast_1d(score(m.mean(axis=(0, 1)))) for m in mats))[0])
     seed_half = t_quantile_95(k - 1) * float(np.std(per_seed, ddof=1)) / math.sqrt(k) if k > 1 else 0.0
     # Paired bootstrap over examples, on the seed-averaged scores: resample n examples with replacement,
     # the same ones for a and b.
     rng = np.random.default_rng(seed)
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(np.float64) / n  # (R, n)
-    boot = fn(*(counts @ m.mean(axis=0) for m in mats))  # each (R,): the seed-averaged scores, resampled
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(np.float64) / n  # (R, n)
+    boot = fn(*(score(weights @ m.mean(axis=0)) for m in mats))  # each (R,): the seed-averaged scores, resampled
     sample_half = Z_95 * float(np.nanstd(boot, ddof=1))
     half = math.hypot(seed_half, sample_half)
     return Interval(estimate, estimate - half, estimate + half, seed_half, sample_half, k, n)

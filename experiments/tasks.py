@@ -1,6 +1,7 @@
 """The protocol's tasks, each a module with the same interface.
 
-A task module (``experiments.sentiment``, ``experiments.probe``, ``experiments.data_to_text``) provides:
+A task module (``experiments.sentiment``, ``experiments.probe``, ``experiments.data_to_text``, ``experiments.ner``)
+provides:
 
 - ``TASK``: its name, the folder of its runs under ``benchmarks/protocol/``;
 - ``RunSpec(method, seed, budget)`` with ``epochs`` and ``estimate_seconds()``;
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import importlib
 
-TASKS = {"sentiment": "experiments.sentiment", "probe": "experiments.probe", "data_to_text": "experiments.data_to_text"}
+TASKS = {"sentiment": "experiments.sentiment", "probe": "experiments.probe", "data_to_text": "experiments.data_to_text",
+         "ner": "experiments.ner"}
 
 
 def task_module(task: str):

@@ -38,20 +38,36 @@ def bio_spans(tags: Sequence[str]) -> set[tuple[int, int, str]]:
 
 
 @torch.no_grad()
-def evaluate_entity_f1(model: nn.Module, loader: DataLoader, label_names: Sequence[str],
-                       device: Optional[torch.device] = None) -> float:
-    """Entity-level micro F1 (exact span and type), the CoNLL metric, over first sub-words."""
+def entity_counts(model: nn.Module, loader: DataLoader, label_names: Sequence[str],
+                  device: Optional[torch.device] = None) -> list[tuple[int, int, int]]:
+    """Per sentence, in order: (correct, predicted, gold) entity spans (exact span and type, first sub-words)."""
     device = device or next(model.parameters()).device
     model.eval()
-    tp = n_pred = n_gold = 0
+    rows = []
     for batch in loader:
         batch = {k: v.to(device) for k, v in batch.items()}
         labels = batch.pop("labels")
         predictions = model(**batch).logits.argmax(dim=-1)
         for pred_row, gold_row in zip(predictions, labels):
             keep = gold_row != -100
-            gold = bio_spans([label_names[i] for i in gold_row[keep].tolist()])
-            pred = bio_spans([label_names[i] for i in pred_row[keep].tolist()])
-            tp, n_pred, n_gold = tp + len(gold & pred), n_pred + len(pred), n_gold + len(gold)
-    precision, recall = tp / max(n_pred, 1), tp / max(n_gold, 1)
-    return 0.0 if tp == 0 else 2 * precision * recall / (precision + recall)
+            rows.append(span_counts([label_names[i] for i in pred_row[keep].tolist()],
+                                    [label_names[i] for i in gold_row[keep].tolist()]))
+    return rows
+
+
+def span_counts(predicted: Sequence[str], gold: Sequence[str]) -> tuple[int, int, int]:
+    """(correct, predicted, gold) entity spans of one sentence's BIO tags."""
+    pred, true = bio_spans(predicted), bio_spans(gold)
+    return len(pred & true), len(pred), len(true)
+
+
+def f1_of_counts(rows: Sequence[Sequence[int]]) -> float:
+    """Entity-level micro F1 from per-sentence (correct, predicted, gold) counts: 2·correct ÷ (predicted + gold)."""
+    correct, predicted, gold = (sum(r[i] for r in rows) for i in range(3))
+    return 0.0 if correct == 0 else 2 * correct / (predicted + gold)
+
+
+def evaluate_entity_f1(model: nn.Module, loader: DataLoader, label_names: Sequence[str],
+                       device: Optional[torch.device] = None) -> float:
+    """Entity-level micro F1 (exact span and type), the CoNLL metric, over first sub-words."""
+    return f1_of_counts(entity_counts(model, loader, label_names, device))

@@ -27,6 +27,21 @@ def pooled_features(model: nn.Module, loader: DataLoader) -> tuple[torch.Tensor,
     return torch.cat(features), torch.cat(labels)
 
 
+@torch.no_grad()
+def token_features(model: nn.Module, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features (N, d), labels (N,)): what a TokenClassifier's head sees at every labelled token (label != -100)."""
+    device = next(model.parameters()).device
+    model.eval()
+    features, labels = [], []
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        hidden = model.backbone(batch["input_ids"], batch["attention_mask"], return_logits=False).hidden_states
+        keep = batch["labels"] != -100  # (B, T): the first sub-word of every word
+        features.append(hidden[keep].float().cpu())
+        labels.append(batch["labels"][keep].cpu())
+    return torch.cat(features), torch.cat(labels)
+
+
 def fit_logistic_regression(x_train: torch.Tensor, y_train: torch.Tensor, x_eval: torch.Tensor, y_eval: torch.Tensor,
                             l2_grid: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1)):
     """Multinomial logistic regression with an L2 penalty, fit to convergence with L-BFGS per strength.
@@ -64,19 +79,20 @@ def _tensors_in(value) -> list[torch.Tensor]:
 
 
 def fit_linear_probe(name: str, model: nn.Module, train_loader: DataLoader, eval_loader: DataLoader, *,
-                     l2_grid: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1)) -> Experiment:
+                     l2_grid: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1), features=pooled_features) -> Experiment:
     """The frozen baseline done right: an L2 logistic regression on standardised frozen features.
 
     The backbone's features are computed once; the head is fit to convergence with L-BFGS (as
     scikit-learn's LogisticRegression does) for each L2 strength in `l2_grid`, the best on
     `eval_loader` is kept, and the standardisation is folded into `model.head`, so the result is
-    an ordinary SequenceClassifier. Only `model.head` changes.
+    an ordinary SequenceClassifier (or TokenClassifier, with ``features=token_features``: one example per
+    labelled token). Only `model.head` changes.
     """
     if any(p.requires_grad for p in model.backbone.parameters()):
         raise ValueError("fit_linear_probe trains the head of a frozen backbone: call freeze(model.backbone) first.")
     start = time.perf_counter()
-    x_train, y_train = pooled_features(model, train_loader)
-    x_eval, y_eval = pooled_features(model, eval_loader)
+    x_train, y_train = features(model, train_loader)  # token_features for a TokenClassifier
+    x_eval, y_eval = features(model, eval_loader)
     mean, std = x_train.mean(0), x_train.std(0).clamp_min(1e-6)
     z_train, z_eval = (x_train - mean) / std, (x_eval - mean) / std  # (N, d), unit scale per feature
     score, l2, weight, bias, optimizer = fit_logistic_regression(z_train, y_train, z_eval, y_eval, l2_grid)

@@ -291,7 +291,7 @@ def test_every_claim_is_well_formed() -> None:
             and c.reference != "frozen"} == {claims.MATCHES_FULL}
 
 
-@pytest.mark.parametrize("task", ["sentiment", "probe", "data_to_text"])
+@pytest.mark.parametrize("task", ["sentiment", "probe", "data_to_text", "ner"])
 def test_the_runner_plans_every_run_the_claims_read_once_their_rates_are_swept(task) -> None:
     from experiments.tasks import task_module
 
@@ -352,8 +352,8 @@ def test_readme_verdict_section_is_the_generated_one() -> None:
 def test_an_unknown_task_gets_one_clear_error() -> None:
     from experiments.tasks import task_module
 
-    with pytest.raises(ValueError, match="Unknown protocol task 'ner'.*sentiment"):
-        task_module("ner")
+    with pytest.raises(ValueError, match="Unknown protocol task 'pos_tagging'.*sentiment"):
+        task_module("pos_tagging")
 
 
 def test_ratio_gain_compares_two_ratios() -> None:
