@@ -916,3 +916,35 @@ def test_chapter_10s_no_added_latency_check_fails_for_the_unmerged_lora():
 
     assert no_added_latency(row["sentiment", "lora_merged"])
     assert not no_added_latency(row["sentiment", "lora"])
+
+
+def test_chapter_8s_relative_attention_check_fails_when_the_keys_change():
+    """Section 8's identity (Petrov et al.): two prefixes leave layer 0's attention over the content the same once
+    renormalised by 1 - alpha; a change of W_k, what LoRA or full fine-tuning can do, breaks it."""
+    x, mask = padded_batch(rows=2)
+    x, mask = x[1:], mask[1:]  # the padded row, as in the lesson
+
+    def relative(model):  # cell 'layer0_softmax': (H, T, T) of the first block, divided by 1 - alpha
+        seen = []
+        hook = model.backbone.blocks[0].attn.attn_dropout.register_forward_hook(
+            lambda m, args, out: seen.append(args[0][0]))
+        with torch.no_grad():
+            model.eval()(x, mask)
+        hook.remove()
+        alpha = seen[0][..., :4].sum(-1, keepdim=True)
+        return seen[0][..., 4:] / (1 - alpha)
+
+    models = []
+    for seed in (0, 1):
+        base = backbone()  # the same frozen weights for both
+        torch.manual_seed(seed)  # a different prefix for each
+        models.append(PrefixTuningModel(base, PrefixTuningConfig(num_virtual_tokens=4)))
+    one, other = models
+    assert not torch.equal(one.get_prefix(1)[0][0], other.get_prefix(1)[0][0])
+    with torch.no_grad():  # the test backbone's small random W_q makes every query nearly 0: give them some size
+        for model in (one, other):
+            model.backbone.blocks[0].attn.q_proj.weight.add_(torch.randn(D, D, generator=torch.Generator().manual_seed(3)))
+    assert torch.allclose(relative(one), relative(other), rtol=1e-3, atol=1e-5)
+    with torch.no_grad():
+        other.backbone.blocks[0].attn.k_proj.weight.add_(torch.randn(D, D, generator=torch.Generator().manual_seed(2)))
+    assert not torch.allclose(relative(one), relative(other), rtol=1e-3, atol=1e-5), "W_k changed"
