@@ -107,7 +107,7 @@ def test_a_data_to_text_claim_is_judged_on_slot_accuracy(tmp_path: Path, prefix,
 
 def test_a_run_is_recorded_with_its_outputs_and_the_sweep_cell_is_reused(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setitem(d2t.RECIPE, "n_train", 16)
-    monkeypatch.setitem(d2t.RECIPE, "epochs", 1)
+    monkeypatch.setitem(d2t.EPOCHS, "prompt", 1)
     record = d2t.run(d2t.RunSpec("prompt", 0, 1, lr=0.3), progress=False)
     for split in ("validation", "test"):
         assert len(record[split]["outputs"]) == len(record[split]["scores"]) == 200
