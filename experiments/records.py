@@ -18,11 +18,11 @@ a record of the same schema with ``"sweep": true``. Schema (version 1)::
       "seconds": 290.1, "threads": 1, "torch": "2.13.0+cpu"
     }
 
-``correct`` holds one character per evaluation example (a task with fractional per-example scores, such as
-data-to-text's share of an MR's slots realised, records them as ``scores``, a list whose mean is ``accuracy``; a
-corpus score such as NER's entity F1 records ``counts``, one [correct, predicted, gold] row per sentence, and
-``accuracy`` holds the F1 of their sums), ``1`` for a correct prediction,
-in the evaluation set's order; ``texts`` fingerprints that set (its texts and labels, in order)
+``correct`` holds one character per evaluation example, ``1`` for a correct prediction,
+in the evaluation set's order. A task whose per-example score is a fraction (data-to-text: the share of an
+MR's slots realised) records ``scores`` instead, a list whose mean is ``accuracy``; a corpus score such as
+NER's entity F1 records ``counts``, one [correct, predicted, gold] row per sentence, and ``accuracy`` holds
+the F1 of their sums. ``texts`` fingerprints that set (its texts and labels, in order)
 and ``examples`` its encoding (the token ids), so runs scored on different sets are never
 compared, while runs that read the same reviews through another template are.  The frozen probe has no curve and ``epochs`` 0 (it is
 fit to convergence by L-BFGS).
