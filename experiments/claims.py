@@ -200,7 +200,7 @@ def verdict_table(chapter: int | None = None, *, root=None, markdown: bool = Fal
     Below it, the convergence record of every method the claims read.
     """
     rows = []
-    notes: dict[str, str] = {}
+    notes: dict[tuple[str, str], str] = {}  # keyed by task too: "full" at NER is not "full" at sentiment
     for v in verdicts(chapter, root=root):
         c = v.claim
         ours = v.interval.text() if v.interval is not None else \
@@ -208,11 +208,13 @@ def verdict_table(chapter: int | None = None, *, root=None, markdown: bool = Fal
         seeds = f"{len(v.seeds)}" if v.seeds else "0"
         rows.append((c.id, c.paper_value, ours, seeds, c.rule, v.outcome))
         for conv in v.convergence:
-            notes.setdefault(conv.method, conv.text())
+            notes.setdefault((c.task, conv.method), conv.text())
         for sweep in v.sweeps:
-            notes.setdefault(f"{sweep.method} lr", sweep.text())
+            notes.setdefault((c.task, f"{sweep.method} lr"), sweep.text())
         if v.interval is None and v.reason:
-            notes.setdefault(c.id, f"{c.id}: {v.reason}")
+            notes.setdefault((c.task, c.id), f"{c.id}: {v.reason}")
+    several_tasks = len({task for task, _ in notes}) > 1
+    notes = {key: f"{key[0]}, {text}" if several_tasks else text for key, text in notes.items()}
     header = ("claim", "paper", "ours [95% interval]", "seeds", "rule", "outcome")
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

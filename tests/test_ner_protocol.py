@@ -88,3 +88,14 @@ def test_the_frozen_baseline_is_an_exact_probe_and_a_run_keeps_its_counts(monkey
     records.check_record(run)
     assert run["backbone"] == "gpt" and run["sweep"] and len(run["curve"]) == 1
     assert run["validation"]["accuracy"] == pytest.approx(f1_of_counts(run["validation"]["counts"]))
+
+
+def test_the_verdict_notes_keep_each_tasks_own_full_fine_tuning() -> None:
+    """`full` at NER is another model and budget than `full` at sentiment: the README's notes list both."""
+    from experiments.claims import verdict_table
+
+    notes = verdict_table(markdown=True).split("claims without a verdict:")[1]
+    for task in ("sentiment", "ner"):
+        assert f"- {task}, full: " in notes, f"the convergence note of {task}'s full fine-tuning is missing"
+    chapter9 = verdict_table(9)  # one task: no prefix needed
+    assert "\n  full: 40→80 epochs" in chapter9 and "ner, " not in chapter9
