@@ -277,6 +277,14 @@ def missing_runs(chapter: int, *, root=None) -> list[str]:
     return lines
 
 
+def curve_label(task: str) -> str:
+    """What a run record's ``curve`` holds for this task (the task module's ``CURVE``, else its ``METRIC``)."""
+    from experiments.tasks import task_module
+
+    module = task_module(task)
+    return getattr(module, "CURVE", getattr(module, "METRIC", "validation accuracy"))
+
+
 def plot_convergence(chapter: int, *, root=None, ax=None):
     """Validation accuracy after each epoch of seed 0, at the final budget (solid) and at twice it (dashed),
     for every method the chapter's claims read: the picture behind the convergence test.
@@ -310,7 +318,9 @@ def plot_convergence(chapter: int, *, root=None, ax=None):
             curve = run["curve"]
             x = [(i + 1) / len(curve) for i in range(len(curve))]
             ax.plot(x, curve, style, color=colors[m], label=f"{m}, {budget * epochs} epochs")
-    ax.set(xlabel="fraction of the run's budget", ylabel="validation accuracy", title="Seed 0: budget and twice it")
+    metrics = {curve_label(c.task) for c in methods.values()}
+    ax.set(xlabel="fraction of the run's budget", ylabel=" / ".join(sorted(metrics)) or "validation accuracy",
+           title="Seed 0: budget and twice it")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     return ax
@@ -339,7 +349,8 @@ def plot_validation_curves(methods, *, task: str = "sentiment", root=None, ax=No
             ax.plot(x, curve, color=color, lw=0.7, alpha=0.45)
         mean = [sum(values) / len(values) for values in zip(*curves)]
         ax.plot(x, mean, color=color, lw=2, label=f"{m} ({len(curves)} seeds, {epochs} epochs)")
-    ax.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy per epoch: seeds and mean")
+    metric = curve_label(task)
+    ax.set(xlabel="epoch", ylabel=metric, title=f"{metric[0].upper()}{metric[1:]} per epoch: seeds and mean")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return ax

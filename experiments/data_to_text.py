@@ -43,6 +43,7 @@ RECIPE = {
     "num_virtual_tokens": 10,
     "encoder_hidden_size": 128,
 }
+CURVE = "validation loss per token"  # what a record's curve holds (the verdicts read slot accuracy)
 METRIC = "validation slot accuracy"  # per MR, the share of its attributes realised; averaged over MRs
 SWEEP_COLUMNS = {"val BLEU": lambda r: f"{r['validation']['bleu']:.1f}",
                  "val SER": lambda r: f"{r['validation']['slot_error_rate']:.3f}"}

@@ -41,12 +41,14 @@ PROBE_SECONDS = 30.0
 def known_methods() -> dict:
     from experiments.methods import NER_METHODS
 
-    methods = dict(NER_METHODS)
+    # Chapter 9's methods adapt the BERT-mode backbone (bidirectional attention, as the paper's NER models);
+    # the `_gpt` twins the course's causal one.
+    methods = {name: replace(m, backbone="bert") for name, m in NER_METHODS.items()}
     for name in GPT_TWINS:
         m = NER_METHODS[name]
         methods[f"{name}_gpt"] = replace(m, name=f"{name}_gpt", label=f"{m.label} (GPT)", family=m.lr_key,
                                          backbone="gpt")
-    methods["frozen"] = replace(NER_METHODS["frozen"], label="frozen + linear probe (L-BFGS)", prepare=None)
+    methods["frozen"] = replace(methods["frozen"], label="frozen + linear probe (L-BFGS)", prepare=None)
     methods["frozen_gpt"] = replace(methods["frozen_gpt"], label="frozen + linear probe (L-BFGS, GPT)", prepare=None)
     return methods
 
@@ -187,3 +189,128 @@ def run(spec: RunSpec, progress: bool = True, reuse_sweep: bool = True) -> dict:
         "trainable": experiment.trainable, "total": experiment.total, "seconds": round(experiment.seconds, 1),
         "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What chapter 9 prints from the records: a trivial baseline, the score table, and tagged samples.
+
+def lexicon_tags(tokens, lexicon: dict[str, str]) -> list[str]:
+    """Each token's most frequent training tag (``O`` for a word never seen in training)."""
+    return [lexicon.get(t, "O") for t in tokens]
+
+
+def lexicon_predictions(split: str = "validation", n_train: int | None = None) -> list[list[str]]:
+    """The trivial tagger's tags for every sentence of the split (see :func:`lexicon_baseline`)."""
+    from collections import Counter, defaultdict
+
+    from minitransformer.recipes import NER_N_TRAIN
+    from minitransformer.world import load_task
+
+    task = load_task(TASK)
+    seen: dict[str, Counter] = defaultdict(Counter)
+    for sentence in task.train[: NER_N_TRAIN if n_train is None else n_train]:
+        for token, tag in zip(sentence["tokens"], sentence["tags"]):
+            seen[token][tag] += 1
+    lexicon = {token: tags.most_common(1)[0][0] for token, tags in seen.items()}
+    return [lexicon_tags(s["tokens"], lexicon) for s in getattr(task, split)]
+
+
+def lexicon_baseline(split: str = "validation", n_train: int | None = None) -> list[list[int]]:
+    """The trivial tagger: every word gets its most frequent tag in the training sentences the methods train on.
+
+    It knows every name seen in training and nothing else, so it shows how much of the task is memorising names.
+    Returns the per-sentence (correct, predicted, gold) counts, as a run record keeps them."""
+    from minitransformer.evaluation import span_counts
+    from minitransformer.world import load_task
+
+    gold = getattr(load_task(TASK), split)
+    return [list(span_counts(tags, s["tags"])) for tags, s in zip(lexicon_predictions(split, n_train), gold)]
+
+
+def recorded(method: str, root=None) -> dict[int, dict]:
+    """The method's protocol runs at its final budget, by seed (``{}`` when none is on file)."""
+    from experiments.protocol import SEEDS
+
+    return records.load_runs(TASK, method, epochs_of(method), SEEDS, root)
+
+
+def f1_interval(counts_per_seed):
+    """Entity F1 pooled over seeds with its 95% interval (seed spread and the bootstrap over sentences)."""
+    from experiments.stats import paired_interval
+
+    return paired_interval(counts_per_seed, statistic="value", reduce=REDUCE)
+
+
+def score_table(methods, root=None) -> str:
+    """The lexicon baseline and each method's runs at its final budget: entity F1 on validation and test with
+    95% intervals over seeds and sentences, and the share of weights that trains (``not run`` where none is on file)."""
+    from minitransformer.world import load_task
+
+    task = load_task(TASK)
+    lines = [f"entity F1, 95% intervals over seeds and sentences (validation {len(task.validation)} sentences, "
+             f"test {len(task.test)})", "",
+             "| system | backbone | seeds | trainable | validation | test |", "|---|---|---:|---:|---|---|"]
+    lines.append(f"| baseline: each word's most frequent training tag | — | — | 0 | "
+                 f"{f1_interval([lexicon_baseline('validation')]).text()} | {f1_interval([lexicon_baseline('test')]).text()} |")
+    for m in methods:
+        runs = recorded(m, root)
+        if not runs:
+            lines.append(f"| {known_methods()[m].label} | {known_methods()[m].backbone} | 0 | | not run | |")
+            continue
+        seeds = sorted(runs)
+        first = runs[seeds[0]]
+        share = f"{100 * first['trainable'] / first['total']:.2f}%" if first.get("total") else "—"
+        cells = [f1_interval([runs[s][split]["counts"] for s in seeds]).text() for split in ("validation", "test")]
+        lines.append(f"| {first['label']} | {first['backbone']} | {len(seeds)} | {share} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+@torch.no_grad()
+def predicted_tags(model, loader, labels) -> list[list[str]]:
+    """Each sentence's predicted tag per word (the first sub-word's), in the loader's order."""
+    model.eval()
+    out = []
+    for batch in loader:
+        gold = batch.pop("labels")
+        predictions = model(**batch).logits.argmax(dim=-1)
+        out += [[labels[i] for i in row[keep].tolist()] for row, keep in zip(predictions, gold != -100)]
+    return out
+
+
+def bracketed(tokens, tags) -> str:
+    """The sentence with each entity in brackets and its type: ``[Wanda Shepherd]PER met ...``."""
+    from minitransformer.evaluation import bio_spans
+
+    starts = {start: (end, kind) for start, end, kind in bio_spans(tags)}
+    words, i = [], 0
+    while i < len(tokens):
+        if i in starts:
+            end, kind = starts[i]
+            words.append(f"[{' '.join(tokens[i:end])}]{kind}")
+            i = end
+        else:
+            words.append(tokens[i])
+            i += 1
+    return " ".join(words)
+
+
+def tagged_samples(systems: dict, indices, split: str = "validation") -> str:
+    """The same sentences tagged by each system (name -> one tag list per sentence of the split), every entity
+    bracketed with its type; a line ends with ✓ when its spans are exactly the gold ones, else ✗ and what is wrong."""
+    from minitransformer.evaluation import bio_spans
+    from minitransformer.world import load_task
+
+    sentences = getattr(load_task(TASK), split)
+    width = max(len(n) for n in ["gold", *systems])
+    lines = []
+    for i in indices:
+        tokens, gold = sentences[i]["tokens"], sentences[i]["tags"]
+        lines.append(f"{'gold'.ljust(width)}  {bracketed(tokens, gold)}")
+        for name, tags in systems.items():
+            missed, extra = bio_spans(gold) - bio_spans(tags[i]), bio_spans(tags[i]) - bio_spans(gold)
+            what = "" if not (missed or extra) else " ✗ " + "; ".join(
+                [f"missed {' '.join(tokens[s:e])} ({k})" for s, e, k in sorted(missed)]
+                + [f"wrong {' '.join(tokens[s:e])} ({k})" for s, e, k in sorted(extra)])
+            lines.append(f"{name.ljust(width)}  {bracketed(tokens, tags[i])}{'  ✓' if not what else ' ' + what}")
+        lines.append("")
+    return "\n".join(lines)

@@ -81,6 +81,7 @@ def test_the_frozen_baseline_is_an_exact_probe_and_a_run_keeps_its_counts(monkey
     assert ner.exact("frozen") and ner.exact("frozen_gpt") and not ner.exact("p_tuning_v2_gpt")
     probe = ner.run(ner.RunSpec("frozen", 0, 1), progress=False)
     records.check_record(probe)
+    assert probe["backbone"] == "bert"  # chapter 9's methods adapt the BERT-mode backbone; the _gpt twins the GPT one
     assert probe["epochs"] == 0 and probe["trainable"] == 7 * 129  # one linear head: 7 tags x (d + 1)
     assert len(probe["validation"]["counts"]) == 300
     monkeypatch.setattr(ner, "EPOCHS", 1)
@@ -99,3 +100,43 @@ def test_the_verdict_notes_keep_each_tasks_own_full_fine_tuning() -> None:
         assert f"- {task}, full: " in notes, f"the convergence note of {task}'s full fine-tuning is missing"
     chapter9 = verdict_table(9)  # one task: no prefix needed
     assert "\n  full: 40→80 epochs" in chapter9 and "ner, " not in chapter9
+
+
+def test_every_committed_ner_run_used_its_methods_backbone() -> None:
+    """A record's backbone is the one its method names: `full` is BERT, `full_gpt` GPT (never mixed up)."""
+    methods = ner.known_methods()
+    found = list((records.RESULTS_DIR / "ner").rglob("*.json"))
+    assert found, "no NER protocol run is committed"
+    for path in found:
+        run = records.load_run_file(path)
+        assert run["backbone"] == methods[run["method"]].backbone, f"{path}: {run['method']} ran on {run['backbone']}"
+
+
+def test_the_lexicon_baseline_knows_the_names_of_training_and_nothing_else() -> None:
+    from minitransformer.world import load_task
+
+    task = load_task("ner")
+    lexicon = {"Wanda": "B-PER", "Stonecliff": "B-LOC"}
+    assert ner.lexicon_tags(["Wanda", "met", "Zed", "in", "Stonecliff"], lexicon) == ["B-PER", "O", "O", "O", "B-LOC"]
+    counts = ner.lexicon_baseline("validation")
+    assert len(counts) == len(task.validation) and all(c[0] <= min(c[1], c[2]) for c in counts)
+    # On the sentences it was built from it can only miss where a word's tag depends on its context.
+    trained_on = ner.lexicon_baseline("train", n_train=len(task.train))
+    assert f1_of_counts(trained_on) > f1_of_counts(counts)
+
+
+def test_samples_bracket_entities_and_name_each_error() -> None:
+    assert ner.bracketed(["Wanda", "Shepherd", "left", "Leeds"], ["B-PER", "I-PER", "O", "B-LOC"]) == \
+        "[Wanda Shepherd]PER left [Leeds]LOC"
+    from minitransformer.world import load_task
+
+    perfect = [s["tags"] for s in load_task("ner").validation]
+    text = ner.tagged_samples({"perfect": perfect, "lexicon": ner.lexicon_predictions("validation")}, [0])
+    lines = text.splitlines()
+    assert lines[1].endswith("✓") and "✗ missed" in lines[2]
+
+
+def test_the_score_table_lists_methods_without_runs(tmp_path: Path) -> None:
+    table = ner.score_table(["full", "p_tuning_v2_gpt"], root=tmp_path)
+    assert "baseline: each word's most frequent training tag" in table
+    assert table.count("not run") == 2
