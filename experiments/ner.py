@@ -261,7 +261,8 @@ def score_table(methods, root=None) -> str:
         first = runs[seeds[0]]
         share = f"{100 * first['trainable'] / first['total']:.2f}%" if first.get("total") else "—"
         cells = [f1_interval([runs[s][split]["counts"] for s in seeds]).text() for split in ("validation", "test")]
-        lines.append(f"| {first['label']} | {first['backbone']} | {len(seeds)} | {share} | {cells[0]} | {cells[1]} |")
+        label = known_methods()[m.removesuffix("_gpt")].label  # the backbone has its own column
+        lines.append(f"| {label} | {first['backbone']} | {len(seeds)} | {share} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 
 
