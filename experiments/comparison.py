@@ -68,21 +68,33 @@ def protocol_methods() -> tuple[str, ...]:
     return tuple(m for m in METHODS if m in ALL_METHODS)
 
 
-def protocol_scores(method: str, directory: Path = RESULTS_DIR) -> list[dict]:
-    """`method`'s protocol runs on sentiment (benchmarks/protocol/sentiment/): seeds 0-2 at its own swept rate and
+def protocol_scores(method: str, directory: Path = RESULTS_DIR, task: str = "sentiment") -> list[dict]:
+    """`method`'s protocol runs on `task` (benchmarks/protocol/<task>/): seeds 0-2 at its own swept rate and
     final budget, each with that budget and the doubled-budget test (seed 0 at twice the epochs)."""
-    from experiments import protocol, records, sentiment
+    from experiments import protocol, records
+    from experiments.tasks import task_module
 
+    module = task_module(task)
     root = Path(directory) / "protocol"
-    epochs = sentiment.epochs_of(method)
-    runs = records.load_runs("sentiment", method, epochs, protocol.SEEDS, root)
+    epochs = module.epochs_of(method)
+    runs = records.load_runs(task, method, epochs, protocol.SEEDS, root)
     if not runs:
-        raise FileNotFoundError(f"No protocol run of {method!r} on sentiment in {root}: run `python -m experiments "
-                                f"run sentiment --methods {method}` (after its sweep) first.")
-    convergence = protocol.convergence_of("sentiment", method, epochs, runs, exact=sentiment.exact(method), root=root)
+        raise FileNotFoundError(f"No protocol run of {method!r} on {task} in {root}: run `python -m experiments "
+                                f"run {task} --methods {method}` (after its sweep) first.")
+    convergence = protocol.convergence_of(task, method, epochs, runs, exact=module.exact(method), root=root)
     converged = None if not convergence.exact and convergence.doubled is None else convergence.converged
     return [{**_score(r, r["validation"]["accuracy"]), "epochs": epochs, "converged": converged, "protocol": True}
             for _, r in sorted(runs.items())]
+
+
+def ner_protocol_complete(directory: Path = RESULTS_DIR) -> bool:
+    """Every NER row has the protocol's runs (3 seeds at its final budget, BERT): then the whole NER column reads
+    them, never a mix of the protocol's budgets and the first benchmark's 10 epochs."""
+    from experiments import ner, protocol, records
+
+    root = Path(directory) / "protocol"
+    return all(len(records.load_runs("ner", name, ner.epochs_of(name), protocol.SEEDS, root)) == len(protocol.SEEDS)
+               for name in sorted(set(NER_NAMES.values())))
 
 
 def task_scores(task: str, method: str, directory: Path = RESULTS_DIR) -> list[dict]:
@@ -99,6 +111,8 @@ def task_scores(task: str, method: str, directory: Path = RESULTS_DIR) -> list[d
             runs = [r for r in _load("sentiment", directory)["runs"] if r["method"] == base]
         return [_score(r, r["validation"]) for r in runs]
     if task == "ner":
+        if ner_protocol_complete(directory):
+            return protocol_scores(NER_NAMES[base], directory, task="ner")
         runs = [r for r in _load("ner", directory)["runs"] if r["backbone"] == "bert" and r["method"] == NER_NAMES[base]]
         return [_score(r, r["validation"]) for r in runs]
     if task == "data_to_text":
@@ -245,12 +259,17 @@ def _ner_cell(args: tuple) -> float:
 
     method, seed = args
     torch.set_num_threads(1)  # the benchmark's thread count: the same numbers on the same machine
+    if ner_protocol_complete():  # the table reads the protocol's runs: re-run one of those
+        from experiments import ner
+
+        return ner.run(ner.RunSpec(NER_NAMES[method], seed, 1), progress=False, reuse_sweep=False)["validation"]["accuracy"]
     return run_ptv2_cell("ner", "bert", NER_NAMES[method], seed, progress=False)["validation"]
 
 
 def rerun_ner(seed: int = 0, jobs: int = 2, methods: Optional[list[str]] = None) -> dict[str, float]:
-    """Seed `seed` of every method on NER, `jobs` runs at a time (one process and one thread each), as
-    `benchmark ner` runs them: {method: validation entity F1}."""
+    """Seed `seed` of every method on NER (or of `methods`), `jobs` runs at a time (one process and one thread
+    each), as the runs the table reads were made (the protocol's, once every NER row has them; else `benchmark
+    ner`'s): {method: validation entity F1}."""
     methods = [m for m in (methods or METHODS) if m in NER_NAMES]
     try:  # the longest runs first (by their committed time), so that the processes finish together
         seconds = {r["method"]: r["seconds"] for r in _load("ner", RESULTS_DIR)["runs"] if r["backbone"] == "bert"}

@@ -188,3 +188,14 @@ def test_every_row_says_what_it_is_and_one_label_can_be_two_modules():
     assert "merged" in comparison.definition("ner", "lora_merged") and "merged" not in comparison.definition("ner", "lora")
     with pytest.raises(ValueError, match="does not apply"):
         comparison.definition("probe", "lora")
+
+
+def test_the_ner_column_reads_one_source(tmp_path):
+    """The NER column reads the protocol's runs only once every NER row has them: never a mix of budgets."""
+    from experiments import ner
+
+    assert not comparison.ner_protocol_complete(tmp_path)
+    runs = comparison.protocol_scores("p_tuning_v2", task="ner")
+    assert [r["seed"] for r in runs] == [0, 1, 2] and all(r["protocol"] and r["epochs"] == ner.EPOCHS for r in runs)
+    with pytest.raises(FileNotFoundError, match="python -m experiments run ner --methods p_tuning_v2"):
+        comparison.protocol_scores("p_tuning_v2", tmp_path, task="ner")
