@@ -192,7 +192,7 @@ def markdown_table(results: dict) -> str:
             budget = "" if not r.get("protocol") else ", L-BFGS" if not r["epochs"] else (
                 f", {r['epochs']} ep, 2× " + {True: "converged", False: "STILL LEARNING", None: "not run"}[r["converged"]])
             score += f" (n={r['n']}{budget})" + (" plateau!" if r["any_plateau"] else "") + (
-                f", {r['rising_seeds']} still rising" if r["rising_seeds"] else "")
+                f", {r['rising_seeds']} still rising" if r["rising_seeds"] and not r.get("protocol") else "")
             ratio = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
             lines.append(f"| {r['label']} | {r['trainable']:,} ({100 * r['share']:.2f}%) | {r['stored_parameters']:,} | "
                          f"{score} | {ratio(r['vs_full'])} | {format_bytes(r['memory']['total'])} | "
@@ -276,7 +276,8 @@ def rerun_ner(seed: int = 0, jobs: int = 2, methods: Optional[list[str]] = None)
         order = sorted(methods, key=lambda m: -seconds.get(NER_NAMES[m], 0.0))
     except FileNotFoundError:
         order = methods
-    with progress_bar(total=len(methods), desc=f"NER, seed {seed}, every method", unit="run") as bar:
+    which = "every method" if len(methods) == len([m for m in METHODS if m in NER_NAMES]) else f"{len(methods)} methods"
+    with progress_bar(total=len(methods), desc=f"NER, seed {seed}, {which}", unit="run") as bar:
         if jobs == 1:
             scores = {}
             for m in methods:
