@@ -206,5 +206,5 @@ def run(spec: RunSpec, progress: bool = True, reuse_sweep: bool = True) -> dict:
         "train_accuracy": round(result.train_accuracy, 4), "majority": round(majority, 4),
         "on_plateau": result.train_accuracy < majority + 0.05,
         "trainable": trainable, "total": total, "stored": stored, "seconds": round(result.seconds, 1),
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(), "cpu": records.cpu_id(),
     }

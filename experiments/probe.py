@@ -176,5 +176,5 @@ def run(spec: RunSpec, progress: bool = True) -> dict:
         "validation": _score_relations([(models[r], loaders(r, 1)) for r in relations]),
         "test": _score_relations([(models[r], loaders(r, 2)) for r in relations]),
         **extra, "total": sum(p.numel() for p in backbone.parameters()),
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(), "cpu": records.cpu_id(),
     }

@@ -43,6 +43,22 @@ class RecordError(ValueError):
     """A protocol run on disk is missing or malformed."""
 
 
+def cpu_id() -> str:
+    """The CPU a run was made on: its model name and the vector instructions PyTorch uses on it. Two runs with one
+    seed are bit-identical only on the same CPU (``machine`` alone, x86_64, does not say which kernels ran)."""
+    import platform
+
+    import torch
+
+    model = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model or platform.machine()} ({torch.backends.cpu.get_cpu_capability()})"
+
+
 def run_path(task: str, method: str, epochs: int, seed: int, root: Path | None = None) -> Path:
     return (root or RESULTS_DIR) / task / method / f"{epochs}ep_seed{seed}.json"
 

@@ -235,7 +235,7 @@ def run(spec: RunSpec, progress: bool = True, reuse_sweep: bool = True) -> dict:
         "train_accuracy": None if experiment.train_accuracy is None else round(experiment.train_accuracy, 4),
         "majority": round(experiment.majority, 4), "on_plateau": experiment.on_plateau,
         "trainable": experiment.trainable, "total": experiment.total, "seconds": round(experiment.seconds, 1),
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(), "cpu": records.cpu_id(),
         "_weights": {n: p.detach().cpu().clone() for n, p in experiment.model.named_parameters() if p.requires_grad}
         if experiment.trainable <= records.WEIGHTS_LIMIT else None,
     }

@@ -91,8 +91,10 @@ def test_chapter_6s_live_run_reproduces_its_protocol_record():
     torch.set_num_threads(committed["threads"])
     rerun = sentiment.run(spec, progress=False, reuse_sweep=False)
     assert rerun["lr"] == committed["lr"] and rerun["trainable"] == committed["trainable"] == 20 * 32
-    # Bit-identical on the machine that wrote the file; another CPU's kernels may round differently.
+    # Bit-identical on the CPU that wrote the file; another CPU's kernels round differently, and over 120 epochs of
+    # a model this close to chance that flips single reviews. "machine" (x86_64) does not name the CPU: "cpu" does,
+    # in records made since it was added.
     assert rerun["validation"]["accuracy"] == pytest.approx(committed["validation"]["accuracy"], abs=0.02)
-    if rerun["machine"] == committed["machine"] and rerun["torch"] == committed["torch"]:
+    if committed.get("cpu") == rerun["cpu"] and rerun["torch"] == committed["torch"]:
         mismatches = sum(a != b for a, b in zip(rerun["validation"]["correct"], committed["validation"]["correct"]))
         assert mismatches <= 10, f"{mismatches} of 500 validation predictions differ from the committed run"
