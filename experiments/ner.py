@@ -253,9 +253,10 @@ def score_table(methods, root=None) -> str:
     lines.append(f"| baseline: each word's most frequent training tag | — | — | 0 | "
                  f"{f1_interval([lexicon_baseline('validation')]).text()} | {f1_interval([lexicon_baseline('test')]).text()} |")
     for m in methods:
+        method = _method(m)  # an unknown name: one ValueError listing the known ones
         runs = recorded(m, root)
         if not runs:
-            lines.append(f"| {known_methods()[m].label} | {known_methods()[m].backbone} | 0 | | not run | |")
+            lines.append(f"| {method.label} | {method.backbone} | 0 | | not run | |")
             continue
         seeds = sorted(runs)
         first = runs[seeds[0]]
