@@ -20,6 +20,12 @@ What a record holds for each split (besides the fields of :mod:`experiments.reco
     outputs          the generated texts, in order
     curve            (top level) the validation loss after every epoch; ``train_loss`` the training loss's
                      mean over every epoch
+    selection        (top level) which epoch was scored: the last, or for the low-data variants the one with the
+                     lowest validation loss (``scored_epoch``)
+
+Besides the main methods, ``VARIANTS`` trains two of them under another setting, each a protocol method of its
+own: ``full_low``/``prefix_low`` (the low-data claim) and ``full_d32``/``prefix_d32``, ``full_d16``/``prefix_d16``
+(the same recipe on the smaller shipped GPTs: does prefix ÷ full fine-tuning close with scale?).
 """
 
 from __future__ import annotations
@@ -57,10 +63,49 @@ SECONDS_PER_EPOCH = {"full": 17.0, "lora": 20.0, "prefix": 12.0, "prefix_no_mlp"
 EVAL_SECONDS = 30.0  # generating and scoring the 200 validation and 200 test MRs
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A method of the table above under another setting: a protocol method of its own (own sweep, seeds, doubling)."""
+
+    base: str  # the method it trains ("full", "prefix", ...)
+    n_train: int = RECIPE["n_train"]  # training MRs (the first n)
+    backbone: str = RECIPE["backbone"]  # the shipped checkpoint it adapts
+    select_best: bool = False  # score the epoch with the lowest validation loss, not the last one
+
+
+# The low-data setting (Li & Liang 2021, section 6.3, trained on 50 to 500 E2E examples): LOW_DATA_N MRs, and both
+# methods are scored at their best epoch on validation loss, so that full fine-tuning is not judged on an over-fit
+# last epoch. Its budget is generous on purpose (model selection makes a long budget harmless): 100 epochs of 7
+# steps for full fine-tuning, 200 for the prefix, which learns more slowly (the main table's 20 against 40).
+LOW_DATA_N = 100
+# The scale ratio: the same recipe on the smaller shipped GPTs (d = 32 and 16; the main runs use d = 128), to see
+# whether prefix ÷ full fine-tuning closes as the model grows.
+SCALES = ("gpt_d32", "gpt_d16")
+VARIANTS = {"full_low": Variant("full", n_train=LOW_DATA_N, select_best=True),
+            "prefix_low": Variant("prefix", n_train=LOW_DATA_N, select_best=True),
+            **{f"{base}_{scale.removeprefix('gpt_')}": Variant(base, backbone=scale)
+               for scale in SCALES for base in MAIN_METHODS}}
+EPOCHS.update({"full_low": 100, "prefix_low": 200, "full_d32": 20, "prefix_d32": 40, "full_d16": 20, "prefix_d16": 40})
+SECONDS_PER_EPOCH.update({"full_low": 1.4, "prefix_low": 1.0, "full_d32": 9.0, "prefix_d32": 7.0, "full_d16": 8.0,
+                          "prefix_d16": 6.5})
+
+
+def variant(method: str) -> Variant:
+    """How `method` trains: its base method, data, backbone and model selection (a main method is its own base)."""
+    epochs_of(method)  # one clear error for an unknown method
+    return VARIANTS.get(method, Variant(method))
+
+
 def known_methods() -> dict:
     from experiments.bench_data_to_text import LABELS
 
-    return {m: LABELS[m] for m in EPOCHS}
+    def label(method: str) -> str:
+        v = variant(method)
+        if v.n_train != RECIPE["n_train"]:
+            return f"{LABELS[v.base]}, {v.n_train} MRs"
+        return LABELS[v.base] + (f" ({v.backbone})" if v.backbone != RECIPE["backbone"] else "")
+
+    return {m: label(m) for m in EPOCHS}
 
 
 def epochs_of(method: str) -> int:
@@ -166,40 +211,66 @@ def _per_epoch(losses: list[float], epochs: int) -> list[float]:
     return [round(sum(losses[i * steps:(i + 1) * steps]) / steps, 4) for i in range(epochs)]
 
 
+def _best_epoch_keeper(model, val_loader):
+    """An eval_fn for `train` that also keeps a copy of the trainable tensors at the lowest validation loss."""
+    from minitransformer.data_to_text import evaluate_lm_loss
+
+    kept = {"loss": float("inf"), "epoch": None, "state": None, "seen": 0}
+
+    def eval_fn(m) -> float:
+        loss = evaluate_lm_loss(m, val_loader)
+        kept["seen"] += 1
+        if loss < kept["loss"]:
+            kept.update(loss=loss, epoch=kept["seen"],
+                        state={n: p.detach().clone() for n, p in m.named_parameters() if p.requires_grad})
+        return loss
+
+    return eval_fn, kept
+
+
 def run(spec: RunSpec, progress: bool = True, reuse_sweep: bool = True) -> dict:
     """Train and score one run; returns its record (not yet saved)."""
-    from experiments.bench_data_to_text import LABELS, build, stored_parameters
-    from minitransformer.data_to_text import data_to_text_loader, evaluate_lm_loss
+    from experiments.bench_data_to_text import build, stored_parameters
+    from minitransformer.data_to_text import data_to_text_loader
     from minitransformer.recipes import fresh_backbone
     from minitransformer.training import count_parameters, majority_share, train
     from minitransformer.world import load_task
 
+    setting = variant(spec.method)
     lr = spec.lr if spec.lr is not None else learning_rate(spec.method)
     if reuse_sweep:
         reused = records.reused_run(TASK, spec, lr)
         if reused is not None:
             return reused
     task = load_task(TASK)
-    backbone, tokenizer = fresh_backbone(RECIPE["backbone"], spec.seed)  # seeded; the standard recipe's dropout
-    model = build(spec.method, backbone, RECIPE["num_virtual_tokens"])
-    train_examples = task.train[:RECIPE["n_train"]]
+    backbone, tokenizer = fresh_backbone(setting.backbone, spec.seed)  # seeded; the standard recipe's dropout
+    model = build(setting.base, backbone, RECIPE["num_virtual_tokens"])
+    train_examples = task.train[:setting.n_train]
     train_loader = data_to_text_loader(train_examples, tokenizer, batch_size=RECIPE["batch_size"], shuffle=True,
                                        seed=spec.seed, max_len=RECIPE["max_len"])
     val_loader = data_to_text_loader(task.validation, tokenizer, batch_size=50, max_len=RECIPE["max_len"])
+    eval_fn, kept = _best_epoch_keeper(model, val_loader)
     result = train(model, train_loader, epochs=spec.epochs, lr=lr, warmup_ratio=RECIPE["warmup_ratio"],
-                   schedule=RECIPE["schedule"], eval_fn=lambda m: evaluate_lm_loss(m, val_loader),
+                   schedule=RECIPE["schedule"], eval_fn=eval_fn,
                    desc=f"{spec.method} lr={lr:g} seed={spec.seed}", progress=progress)
+    if setting.select_best:  # model selection on validation: the scored model is the best epoch's
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name in kept["state"]:
+                    p.copy_(kept["state"][name])
     trainable, total = count_parameters(model)
     model.eval()
     with torch.no_grad():
         stored = stored_parameters(model)
     majority = majority_share(train_loader)
     return {
-        "schema": records.SCHEMA, "task": TASK, "method": spec.method, "label": LABELS[spec.method],
-        "seed": spec.seed, "sweep": spec.lr is not None, "backbone": RECIPE["backbone"], "epochs": spec.epochs,
+        "schema": records.SCHEMA, "task": TASK, "method": spec.method, "label": known_methods()[spec.method],
+        "seed": spec.seed, "sweep": spec.lr is not None, "backbone": setting.backbone, "epochs": spec.epochs,
         "budget": spec.budget, "lr": lr, "schedule": RECIPE["schedule"], "warmup_ratio": RECIPE["warmup_ratio"],
         "batch_size": RECIPE["batch_size"], "n_train": len(train_examples),
         "num_virtual_tokens": RECIPE["num_virtual_tokens"],
+        "selection": "best epoch (lowest validation loss)" if setting.select_best else "last epoch",
+        "scored_epoch": kept["epoch"] if setting.select_best else spec.epochs,
         "validation": score_split(model, task.validation, tokenizer),
         "test": score_split(model, task.test, tokenizer),
         "curve": [round(x, 4) for x in result.curve], "train_loss": _per_epoch(result.losses, spec.epochs),

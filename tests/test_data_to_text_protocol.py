@@ -117,3 +117,40 @@ def test_a_run_is_recorded_with_its_outputs_and_the_sweep_cell_is_reused(tmp_pat
     reused = records.reused_run(d2t.TASK, d2t.RunSpec("prompt", 0, 1), 0.3, tmp_path)
     assert reused is not None and reused["sweep"] is False and reused["validation"] == record["validation"]
     assert records.reused_run(d2t.TASK, d2t.RunSpec("prompt", 0, 1), 0.1, tmp_path) is None
+
+
+def test_model_selection_keeps_the_trainable_tensors_of_the_lowest_validation_loss(monkeypatch) -> None:
+    import torch
+
+    import minitransformer.data_to_text as mdt
+
+    model = torch.nn.Linear(2, 1)
+    model.bias.requires_grad_(False)  # frozen: never copied
+    losses = iter([3.0, 1.0, 2.0])
+    monkeypatch.setattr(mdt, "evaluate_lm_loss", lambda m, loader: next(losses))
+    eval_fn, kept = d2t._best_epoch_keeper(model, None)
+    for value in (1.0, 2.0, 3.0):  # epoch 1, 2, 3: the weight after each
+        with torch.no_grad():
+            model.weight.fill_(value)
+        eval_fn(model)
+    assert kept["epoch"] == 2 and kept["loss"] == 1.0 and set(kept["state"]) == {"weight"}
+    assert torch.equal(kept["state"]["weight"], torch.full((1, 2), 2.0))  # a copy, not the live tensor
+
+
+def test_every_variant_trains_a_main_method_and_an_unknown_one_is_named() -> None:
+    for name, setting in d2t.VARIANTS.items():
+        assert setting.base in d2t.EPOCHS and name in d2t.SECONDS_PER_EPOCH and name in d2t.known_methods()
+    assert d2t.variant("full") == d2t.Variant("full")
+    with pytest.raises(ValueError, match="Unknown data_to_text method 'prefx_low'"):
+        d2t.variant("prefx_low")
+
+
+def test_every_committed_data_to_text_run_used_its_methods_setting() -> None:
+    """A record trained what its method names: the variant's backbone, data and model selection."""
+    found = sorted((records.RESULTS_DIR / d2t.TASK).rglob("*.json"))
+    assert found, "no data-to-text protocol run is committed"
+    for path in found:
+        run = records.load_run_file(path)
+        setting = d2t.variant(run["method"])
+        assert (run["backbone"], run["n_train"]) == (setting.backbone, setting.n_train), path
+        assert run.get("selection", "last epoch").startswith("best") == setting.select_best, path
