@@ -199,3 +199,36 @@ def breakdown_table(table: dict[str, dict[str, float]]) -> str:
         lines.append(f"| {system} | " + " | ".join(f"{rates[s]:.2f}" if s in rates else "—"
                                                   for s in DATA_TO_TEXT_SLOTS) + " |")
     return "\n".join(lines)
+
+
+# (backbone, prefix method, full fine-tuning method): the same recipe on each shipped GPT, narrowest first.
+SCALE_PAIRS = (("gpt_d16", "prefix_d16", "full_d16"), ("gpt_d32", "prefix_d32", "full_d32"), ("gpt", "prefix", "full"))
+
+
+def scale_table(pairs: Sequence[tuple[str, str, str]] = SCALE_PAIRS, split: str = "validation", root=None) -> str:
+    """Prefix ÷ full fine-tuning on each backbone: both slot accuracies and their ratio, 95% intervals over the seeds
+    both have and the MRs, with each method's doubled-budget test (a row whose runs are missing says which)."""
+    from experiments import protocol
+    from experiments.data_to_text import TASK, epochs_of
+
+    lines = [f"{split} slot accuracy; 95% intervals over seeds and MRs; 'converged': seed 0 at twice the budget "
+             "gains no more than the noise", "",
+             "| backbone | parameters | full fine-tuning | prefix tuning | prefix ÷ full | converged (full, prefix) |",
+             "|---|---:|---|---|---|---|"]
+    for backbone, prefix, full in pairs:
+        runs = {m: recorded(m, root) for m in (full, prefix)}
+        seeds = sorted(set(runs[full]) & set(runs[prefix]))
+        if not seeds:
+            missing = " and ".join(m for m in (full, prefix) if not runs[m]) or f"the same seeds of {full}, {prefix}"
+            lines.append(f"| {backbone} | | not run: {missing} | | | |")
+            continue
+        vectors = {m: [runs[m][s][split]["scores"] for s in seeds] for m in (full, prefix)}
+        tests = [protocol.convergence_of(TASK, m, epochs_of(m), runs[m], split=split, root=root) for m in (full, prefix)]
+        converged = ", ".join("yes" if t.converged else "no run at 2x" if t.doubled is None else "STILL LEARNING"
+                              for t in tests)
+        total = runs[full][seeds[0]].get("total")  # the backbone's parameters (full fine-tuning trains them all)
+        lines.append(f"| {backbone} | {f'{total:,}' if total else '?'} | "
+                     f"{paired_interval(vectors[full], statistic='value').text(3)} | "
+                     f"{paired_interval(vectors[prefix], statistic='value').text(3)} | "
+                     f"{paired_interval(vectors[prefix], vectors[full], statistic='ratio').text(3)} | {converged} |")
+    return "\n".join(lines)

@@ -154,3 +154,14 @@ def test_every_committed_data_to_text_run_used_its_methods_setting() -> None:
         setting = d2t.variant(run["method"])
         assert (run["backbone"], run["n_train"]) == (setting.backbone, setting.n_train), path
         assert run.get("selection", "last epoch").startswith("best") == setting.select_best, path
+
+
+def test_the_scale_table_gives_each_backbones_ratio_and_says_what_is_missing(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    write_runs(tmp_path, "full_d16", [0.80, 0.81, 0.79], 0.80, rng)
+    write_runs(tmp_path, "prefix_d16", [0.40, 0.41, 0.39], 0.60, rng)  # twice the budget gains 0.2: still learning
+    table = scores.scale_table(root=tmp_path)
+    row = next(line for line in table.splitlines() if line.startswith("| gpt_d16 |"))
+    ratio = float(row.split("|")[5].split()[0])
+    assert ratio == pytest.approx(0.40 / 0.80, abs=0.01) and row.rstrip().endswith("| yes, STILL LEARNING |")
+    assert "| gpt_d32 | | not run: full_d32 and prefix_d32 |" in table
