@@ -180,6 +180,30 @@ def sweep_plan(methods, lrs) -> list[RunSpec]:
     return [RunSpec(m, 0, 1, lr=float(lr)) for m in methods for lr in lrs]
 
 
+def fixed_text_accuracy(n_train: int, split: str = "validation") -> float:
+    """The slot accuracy on `split` of the one fixed text chosen from the first `n_train` training MRs (the best a
+    system that ignores the MR does: :func:`experiments.data_to_text_scores.fixed_text`)."""
+    from experiments.data_to_text_scores import fixed_text
+    from minitransformer.world import load_task
+
+    task = load_task(TASK)
+    examples = getattr(task, split)
+    return sum(slot_scores(examples, [fixed_text(task.train[:n_train])] * len(examples))) / len(examples)
+
+
+def not_learned(method: str, runs: dict[int, dict], split: str = "validation") -> str | None:
+    """Why `method`'s runs (by seed) show no sign of reading the MR, or None: their slot accuracy's 95% interval (seeds
+    and MRs) must lie wholly above one fixed text's, the best that ignoring the MR does on the same training MRs."""
+    from experiments.stats import paired_interval
+
+    n_train = runs[min(runs)].get("n_train", RECIPE["n_train"])
+    bar = fixed_text_accuracy(n_train, split)
+    interval = paired_interval([runs[s][split]["scores"] for s in sorted(runs)], statistic="value")
+    if interval.above(bar):
+        return None
+    return f"{method} {interval.text(3)} is not above one fixed text's {bar:.3f} ({n_train} training MRs)"
+
+
 def texts_of(examples) -> str:
     """The fingerprint of an evaluation split: its MRs and references, in order."""
     return records.text_fingerprint(examples, "meaning_representation", "references")

@@ -1,4 +1,4 @@
-"""The verdict protocol: four outcomes, a convergence test that can fail, and the rule that joins them.
+"""The verdict protocol: its outcomes, a convergence test that can fail, and the rule that joins them.
 
 A claim is judged on the recorded runs (:mod:`experiments.records`) of the methods it
 compares, at each method's final budget:
@@ -26,6 +26,9 @@ Outcomes, the same in every chapter:
                                 run never left the one-class plateau, or a rate was not swept
                                 at the final budget
 ``inconclusive: within noise``  converged, but the interval holds the threshold (or < 3 seeds)
+``inconclusive: task not learned`` converged, but no method of the claim beats what a system
+                                that ignores the input scores (a task module's ``not_learned``;
+                                data-to-text: one fixed text): such a comparison says nothing
 =============================== ===========================================================
 
 A claim with no runs at all is ``not run``, and one with a single seed is shown but not
@@ -47,9 +50,10 @@ REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 NOT_CONVERGED = "inconclusive: not converged"
 WITHIN_NOISE = "inconclusive: within noise"
+NOT_LEARNED = "inconclusive: task not learned"
 NOT_RUN = "not run"
 SINGLE_SEED = "one seed: shown, not judged"
-OUTCOMES = (REPRODUCED, NOT_REPRODUCED, NOT_CONVERGED, WITHIN_NOISE)
+OUTCOMES = (REPRODUCED, NOT_REPRODUCED, NOT_CONVERGED, WITHIN_NOISE, NOT_LEARNED)
 
 SEEDS = (0, 1, 2)
 DOUBLED = 2  # the convergence test's budget multiple
@@ -244,6 +248,11 @@ def judge(claim, *, root=None, split: str = "validation", sweeps=None) -> Verdic
         reason = "; ".join([v.text() for v in stuck] + ([f"never left the one-class plateau: {', '.join(stuck_on_plateau)}"]
                                                          if stuck_on_plateau else []) + [c.text() for c in unswept])
         return Verdict(claim, NOT_CONVERGED, reason, interval, seeds, convergence, sweeps=sweep_checks)
+    not_learned = getattr(task, "not_learned", None)
+    unlearned = [not_learned(m, {s: runs[m][s] for s in seeds}, split) for m in methods] if not_learned else []
+    if unlearned and all(unlearned):
+        return Verdict(claim, NOT_LEARNED, "no method of the claim learned the task: " + "; ".join(unlearned),
+                       interval, seeds, convergence, sweeps=sweep_checks)
     if len(seeds) < MIN_SEEDS:
         return Verdict(claim, WITHIN_NOISE, f"{len(seeds)} seeds: a verdict needs {MIN_SEEDS}", interval, seeds,
                        convergence, sweeps=sweep_checks)

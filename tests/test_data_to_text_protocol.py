@@ -165,3 +165,26 @@ def test_the_scale_table_gives_each_backbones_ratio_and_says_what_is_missing(tmp
     ratio = float(row.split("|")[5].split()[0])
     assert ratio == pytest.approx(0.40 / 0.80, abs=0.01) and row.rstrip().endswith("| yes, STILL LEARNING |")
     assert "| gpt_d32 | | not run: full_d32 and prefix_d32 |" in table
+
+
+def test_a_claim_whose_methods_all_score_like_one_fixed_text_is_not_judged(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(d2t, "fixed_text_accuracy", lambda n_train, split="validation": 0.5)
+    rng = np.random.default_rng(2)
+    write_runs(tmp_path, "full_low", [0.30, 0.31, 0.29], 0.30, rng)
+    write_runs(tmp_path, "prefix_low", [0.20, 0.21, 0.19], 0.20, rng)  # far below full_low, but neither read the MR
+    verdict = protocol.judge(BY_ID["prefix.low_data_better"], root=tmp_path, sweeps=swept)
+    assert verdict.outcome == protocol.NOT_LEARNED, verdict.reason
+    assert "full_low" in verdict.reason and "one fixed text's 0.500" in verdict.reason
+    write_runs(tmp_path, "full", [0.80, 0.81, 0.79], 0.80, rng)  # one method above the bar: the claim is judged
+    write_runs(tmp_path, "prefix", [0.20, 0.21, 0.19], 0.20, rng)
+    verdict = protocol.judge(BY_ID["prefix.matches_full"], root=tmp_path, sweeps=swept)
+    assert verdict.outcome == protocol.NOT_REPRODUCED, verdict.reason
+
+
+def test_one_fixed_text_is_chosen_on_training_mrs_and_ignores_the_mr(task) -> None:
+    made = scores.baselines(task.validation[:5], task.train)["one fixed text"]
+    assert len(set(made)) == 1 and made[0] in [ex["references"][0] for ex in task.train[:scores.FIXED_CANDIDATES]]
+    fit = [ex["record"] for ex in task.train[:scores.FIXED_FIT]]
+    realised = [sum(len(r) - len(slot_errors(r, ex["references"][0])) for r in fit)
+                for ex in task.train[:scores.FIXED_CANDIDATES]]
+    assert sum(len(r) - len(slot_errors(r, made[0])) for r in fit) == max(realised)
