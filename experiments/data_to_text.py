@@ -235,8 +235,9 @@ def _per_epoch(losses: list[float], epochs: int) -> list[float]:
     return [round(sum(losses[i * steps:(i + 1) * steps]) / steps, 4) for i in range(epochs)]
 
 
-def _best_epoch_keeper(model, val_loader):
-    """An eval_fn for `train` that also keeps a copy of the trainable tensors at the lowest validation loss."""
+def _best_epoch_keeper(val_loader, keep_state: bool = True):
+    """An eval_fn for `train` that notes the epoch with the lowest validation loss and, if `keep_state`, keeps a copy
+    of the trainable tensors at it (only model selection needs them)."""
     from minitransformer.data_to_text import evaluate_lm_loss
 
     kept = {"loss": float("inf"), "epoch": None, "state": None, "seen": 0}
@@ -245,8 +246,9 @@ def _best_epoch_keeper(model, val_loader):
         loss = evaluate_lm_loss(m, val_loader)
         kept["seen"] += 1
         if loss < kept["loss"]:
-            kept.update(loss=loss, epoch=kept["seen"],
-                        state={n: p.detach().clone() for n, p in m.named_parameters() if p.requires_grad})
+            kept.update(loss=loss, epoch=kept["seen"])
+            if keep_state:
+                kept["state"] = {n: p.detach().clone() for n, p in m.named_parameters() if p.requires_grad}
         return loss
 
     return eval_fn, kept
@@ -273,7 +275,7 @@ def run(spec: RunSpec, progress: bool = True, reuse_sweep: bool = True) -> dict:
     train_loader = data_to_text_loader(train_examples, tokenizer, batch_size=RECIPE["batch_size"], shuffle=True,
                                        seed=spec.seed, max_len=RECIPE["max_len"])
     val_loader = data_to_text_loader(task.validation, tokenizer, batch_size=50, max_len=RECIPE["max_len"])
-    eval_fn, kept = _best_epoch_keeper(model, val_loader)
+    eval_fn, kept = _best_epoch_keeper(val_loader, keep_state=setting.select_best)
     result = train(model, train_loader, epochs=spec.epochs, lr=lr, warmup_ratio=RECIPE["warmup_ratio"],
                    schedule=RECIPE["schedule"], eval_fn=eval_fn,
                    desc=f"{spec.method} lr={lr:g} seed={spec.seed}", progress=progress)

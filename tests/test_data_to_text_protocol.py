@@ -128,7 +128,7 @@ def test_model_selection_keeps_the_trainable_tensors_of_the_lowest_validation_lo
     model.bias.requires_grad_(False)  # frozen: never copied
     losses = iter([3.0, 1.0, 2.0])
     monkeypatch.setattr(mdt, "evaluate_lm_loss", lambda m, loader: next(losses))
-    eval_fn, kept = d2t._best_epoch_keeper(model, None)
+    eval_fn, kept = d2t._best_epoch_keeper(None)
     for value in (1.0, 2.0, 3.0):  # epoch 1, 2, 3: the weight after each
         with torch.no_grad():
             model.weight.fill_(value)
