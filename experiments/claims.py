@@ -151,6 +151,15 @@ CLAIMS = [
           "Li & Liang 2021, section 6.1 (GPT-2 medium → large)", "keeps pace at large; no single number",
           "data_to_text", "prefix", "full", "ratio_gain", ">=", 0.0, metric=SLOT_ACCURACY,
           versus=("prefix_d32", "full_d32")),
+    # Prefix length: P = 10 (the main prefix) against P = 1 and P = 20, each at its own swept rate
+    # (data_to_text.PREFIX_LENGTHS). The paper: "performance increases as the prefix length increases up to a threshold
+    # (200 for summarization, 10 for table-to-text), and then a slight performance drop occurs".
+    Claim("prefix.longer_helps", 8, "A longer prefix trains better, up to the threshold (P = 1 against P = 10)",
+          "Li & Liang 2021, section 7.1 and Figure 4 (table-to-text)", "rises with the length up to 10 (no single number)",
+          "data_to_text", "prefix", "prefix_p1", "difference", ">=", 0.0, metric=SLOT_ACCURACY),
+    Claim("prefix.no_gain_past_threshold", 8, "Past the threshold a longer prefix no longer helps (P = 20 against 10)",
+          "Li & Liang 2021, section 7.1 and Figure 4 (table-to-text)", "a slight drop past 10 (no single number)",
+          "data_to_text", "prefix_p20", "prefix", "difference", "<=", 0.0, metric=SLOT_ACCURACY),
     # Chapter 9: P-tuning v2 (Liu et al. 2022) on NER, entity F1 (experiments/ner.py); BERT unless the method says GPT.
     Claim("p_tuning_v2.matches_full_ner", 9, "Deep prompts match fine-tuning on sequence labelling (NER)",
           "Liu et al. 2022 (P-Tuning v2), Table 3, CoNLL03", "within about a point of fine-tuning on RoBERTa-large "

@@ -24,8 +24,9 @@ What a record holds for each split (besides the fields of :mod:`experiments.reco
                      lowest validation loss (``scored_epoch``)
 
 Besides the main methods, ``VARIANTS`` trains two of them under another setting, each a protocol method of its
-own: ``full_low``/``prefix_low`` (the low-data claim) and ``full_d32``/``prefix_d32``, ``full_d16``/``prefix_d16``
-(the same recipe on the smaller shipped GPTs: does prefix ÷ full fine-tuning close with scale?).
+own: ``full_low``/``prefix_low`` (the low-data claim), ``full_d32``/``prefix_d32``, ``full_d16``/``prefix_d16``
+(the same recipe on the smaller shipped GPTs: does prefix ÷ full fine-tuning close with scale?) and
+``prefix_p1``/``prefix_p20`` (the prefix-length claim: 1 and 20 vectors per layer against the main 10).
 """
 
 from __future__ import annotations
@@ -56,10 +57,12 @@ SWEEP_COLUMNS = {"val BLEU": lambda r: f"{r['validation']['bleu']:.1f}",
 # Each method's final budget in epochs (the doubled-budget test trains twice as many). Weight-changing methods learn
 # the task in 20. A prefix reaches the model only through its keys and values and was still learning at 20: its
 # seed 0 trained 40 epochs gained more than its noise (chapter 8 prints that evidence), so prefix tuning and its
-# ablations have 40.
-EPOCHS = {"full": 20, "lora": 20, "prefix": 40, "prefix_no_mlp": 40, "prompt": 40}
+# ablations have 40. BitFit and adapters (chapter 10's column) change the computation inside every layer, as LoRA
+# does, and get the weight-changing methods' 20; their doubled-budget test says whether that was enough.
+EPOCHS = {"full": 20, "lora": 20, "bitfit": 20, "adapters": 20, "prefix": 40, "prefix_no_mlp": 40, "prompt": 40}
 # Seconds per epoch on one thread of the 2-core reference machine, two runs at a time; for the time estimate only.
-SECONDS_PER_EPOCH = {"full": 17.0, "lora": 20.0, "prefix": 12.0, "prefix_no_mlp": 11.0, "prompt": 10.0}
+SECONDS_PER_EPOCH = {"full": 17.0, "lora": 20.0, "bitfit": 15.0, "adapters": 17.0, "prefix": 12.0,
+                     "prefix_no_mlp": 11.0, "prompt": 10.0}
 EVAL_SECONDS = 30.0  # generating and scoring the 200 validation and 200 test MRs
 
 
@@ -71,6 +74,7 @@ class Variant:
     n_train: int = RECIPE["n_train"]  # training MRs (the first n)
     backbone: str = RECIPE["backbone"]  # the shipped checkpoint it adapts
     select_best: bool = False  # score the epoch with the lowest validation loss, not the last one
+    num_virtual_tokens: int = RECIPE["num_virtual_tokens"]  # the prefix's length P (prefix methods only)
 
 
 # The low-data setting (Li & Liang 2021, section 6.3, trained on 50 to 500 E2E examples): LOW_DATA_N MRs, and both
@@ -81,13 +85,18 @@ LOW_DATA_N = 100
 # The scale ratio: the same recipe on the smaller shipped GPTs (d = 32 and 16; the main runs use d = 128), to see
 # whether prefix ÷ full fine-tuning closes as the model grows.
 SCALES = ("gpt_d32", "gpt_d16")
+# Prefix length (Li & Liang 2021, section 7.1): the main prefix has P = 10 vectors per layer, where the paper found
+# table-to-text peaks; P = 1 and P = 20 on either side of it, each with its own sweep (max_len leaves room for 20).
+PREFIX_LENGTHS = (1, 20)
 VARIANTS = {"full_low": Variant("full", n_train=LOW_DATA_N, select_best=True),
             "prefix_low": Variant("prefix", n_train=LOW_DATA_N, select_best=True),
             **{f"{base}_{scale.removeprefix('gpt_')}": Variant(base, backbone=scale)
-               for scale in SCALES for base in MAIN_METHODS}}
-EPOCHS.update({"full_low": 100, "prefix_low": 200, "full_d32": 20, "prefix_d32": 40, "full_d16": 20, "prefix_d16": 40})
+               for scale in SCALES for base in MAIN_METHODS},
+            **{f"prefix_p{p}": Variant("prefix", num_virtual_tokens=p) for p in PREFIX_LENGTHS}}
+EPOCHS.update({"full_low": 100, "prefix_low": 200, "full_d32": 20, "prefix_d32": 40, "full_d16": 20, "prefix_d16": 40,
+               "prefix_p1": 40, "prefix_p20": 40})
 SECONDS_PER_EPOCH.update({"full_low": 1.4, "prefix_low": 1.0, "full_d32": 9.0, "prefix_d32": 7.0, "full_d16": 8.0,
-                          "prefix_d16": 6.5})
+                          "prefix_d16": 6.5, "prefix_p1": 11.0, "prefix_p20": 14.0})
 
 
 def variant(method: str) -> Variant:
@@ -103,6 +112,8 @@ def known_methods() -> dict:
         v = variant(method)
         if v.n_train != RECIPE["n_train"]:
             return f"{LABELS[v.base]}, {v.n_train} MRs"
+        if v.num_virtual_tokens != RECIPE["num_virtual_tokens"]:
+            return f"{LABELS[v.base]}, P = {v.num_virtual_tokens}"
         return LABELS[v.base] + (f" ({v.backbone})" if v.backbone != RECIPE["backbone"] else "")
 
     return {m: label(m) for m in EPOCHS}
@@ -270,7 +281,7 @@ def run(spec: RunSpec, progress: bool = True, reuse_sweep: bool = True) -> dict:
             return reused
     task = load_task(TASK)
     backbone, tokenizer = fresh_backbone(setting.backbone, spec.seed)  # seeded; the standard recipe's dropout
-    model = build(setting.base, backbone, RECIPE["num_virtual_tokens"])
+    model = build(setting.base, backbone, setting.num_virtual_tokens)
     train_examples = task.train[:setting.n_train]
     train_loader = data_to_text_loader(train_examples, tokenizer, batch_size=RECIPE["batch_size"], shuffle=True,
                                        seed=spec.seed, max_len=RECIPE["max_len"])
@@ -294,7 +305,7 @@ def run(spec: RunSpec, progress: bool = True, reuse_sweep: bool = True) -> dict:
         "seed": spec.seed, "sweep": spec.lr is not None, "backbone": setting.backbone, "epochs": spec.epochs,
         "budget": spec.budget, "lr": lr, "schedule": RECIPE["schedule"], "warmup_ratio": RECIPE["warmup_ratio"],
         "batch_size": RECIPE["batch_size"], "n_train": len(train_examples),
-        "num_virtual_tokens": RECIPE["num_virtual_tokens"],
+        "num_virtual_tokens": setting.num_virtual_tokens,
         "selection": "best epoch (lowest validation loss)" if setting.select_best else "last epoch",
         "scored_epoch": kept["epoch"] if setting.select_best else spec.epochs,
         "validation": score_split(model, task.validation, tokenizer),

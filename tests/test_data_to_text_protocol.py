@@ -154,6 +154,7 @@ def test_every_committed_data_to_text_run_used_its_methods_setting() -> None:
         setting = d2t.variant(run["method"])
         assert (run["backbone"], run["n_train"]) == (setting.backbone, setting.n_train), path
         assert run.get("selection", "last epoch").startswith("best") == setting.select_best, path
+        assert run["num_virtual_tokens"] == setting.num_virtual_tokens, path
 
 
 def test_the_scale_table_gives_each_backbones_ratio_and_says_what_is_missing(tmp_path: Path) -> None:
