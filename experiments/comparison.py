@@ -3,13 +3,19 @@
     python -m experiments.benchmark comparison             # the missing runs, the costs, the table
     python -m experiments.benchmark comparison --table     # only rebuild the table from committed files
 
-Scores come from the chapters' own benchmarks, which hold every (method, seed) cell on their task:
+Scores come from the runs that hold every (method, seed) cell on their task:
 
-    sentiment       benchmarks/sentiment.json (full FT, frozen probe, LoRA, BitFit, adapters; `benchmark sentiment`)
-                    + benchmarks/comparison_sentiment.json (the soft-prompt methods, run by this command)
-    NER             benchmarks/ner.json (every method, BERT backbone; `benchmark ner`)
-    data-to-text    benchmarks/data_to_text.json (`benchmark data_to_text`)
+    sentiment       benchmarks/protocol/sentiment/ (the verdict protocol's runs: full FT, the probe, BitFit, adapters,
+                    LoRA, prompt tuning, chapters 11 and 12; `python -m experiments run sentiment`)
+                    + benchmarks/comparison_sentiment.json (P-tuning, prefix tuning, P-tuning v2, run by this command)
+    NER             benchmarks/protocol/ner/ (every method, BERT backbone; `python -m experiments run ner`)
+    data-to-text    benchmarks/protocol/data_to_text/ (every method, slot accuracy; `python -m experiments run
+                    data_to_text`)
     knowledge probe benchmarks/p_tuning.json (`benchmark p_tuning`)
+
+The protocol's rows are its records: each method's rate swept at its final budget, seeds 0-2, and seed 0 at twice
+the budget (the doubled-budget test). A protocol column is read only when every row of it has those runs
+(:func:`protocol_complete`): never a mix of the protocol's budgets and an older benchmark's.
 
 This command runs what only the comparison needs: the soft-prompt methods on sentiment (their own
 learning-rate sweep on seed 0, then seeds 1 and 2 at the best rate), and the cost of every method,
@@ -83,18 +89,23 @@ def protocol_scores(method: str, directory: Path = RESULTS_DIR, task: str = "sen
                                 f"run {task} --methods {method}` (after its sweep) first.")
     convergence = protocol.convergence_of(task, method, epochs, runs, exact=module.exact(method), root=root)
     converged = None if not convergence.exact and convergence.doubled is None else convergence.converged
-    return [{**_score(r, r["validation"]["accuracy"]), "epochs": epochs, "converged": converged, "protocol": True}
-            for _, r in sorted(runs.items())]
+    # "rising" is the older benchmarks' end-of-curve check; a protocol row has the doubled-budget test instead
+    return [{**_score(r, r["validation"]["accuracy"]), "rising": False, "epochs": epochs, "converged": converged,
+             "protocol": True} for _, r in sorted(runs.items())]
 
 
-def ner_protocol_complete(directory: Path = RESULTS_DIR) -> bool:
-    """Every NER row has the protocol's runs (3 seeds at its final budget, BERT): then the whole NER column reads
-    them, never a mix of the protocol's budgets and the first benchmark's 10 epochs."""
-    from experiments import ner, protocol, records
+PROTOCOL_NAMES = {"ner": NER_NAMES, "data_to_text": D2T_NAMES}  # the tasks whose whole column the protocol runs
 
-    root = Path(directory) / "protocol"
-    return all(len(records.load_runs("ner", name, ner.epochs_of(name), protocol.SEEDS, root)) == len(protocol.SEEDS)
-               for name in sorted(set(NER_NAMES.values())))
+
+def protocol_complete(task: str, directory: Path = RESULTS_DIR) -> bool:
+    """Every row of `task`'s column has the protocol's runs (3 seeds at the method's final budget): then the whole
+    column reads them, never a mix of the protocol's budgets and an older benchmark's."""
+    from experiments import protocol, records
+    from experiments.tasks import task_module
+
+    module, root = task_module(task), Path(directory) / "protocol"
+    return all(len(records.load_runs(task, name, module.epochs_of(name), protocol.SEEDS, root)) == len(protocol.SEEDS)
+               for name in sorted(set(PROTOCOL_NAMES[task].values())))
 
 
 def task_scores(task: str, method: str, directory: Path = RESULTS_DIR) -> list[dict]:
@@ -111,17 +122,16 @@ def task_scores(task: str, method: str, directory: Path = RESULTS_DIR) -> list[d
             runs = [r for r in _load("sentiment", directory)["runs"] if r["method"] == base]
         return [_score(r, r["validation"]) for r in runs]
     if task == "ner":
-        if ner_protocol_complete(directory):
+        if protocol_complete("ner", directory):
             return protocol_scores(NER_NAMES[base], directory, task="ner")
         runs = [r for r in _load("ner", directory)["runs"] if r["backbone"] == "bert" and r["method"] == NER_NAMES[base]]
         return [_score(r, r["validation"]) for r in runs]
-    if task == "data_to_text":
-        from experiments.bench_data_to_text import seed_runs
-
-        runs = seed_runs(_load("data_to_text", directory), D2T_NAMES[base])
-        # The curve is the validation loss (lower is better): chapter 8 checks its convergence, not still_rising.
-        return [{"seed": r["seed"], "score": r["validation"]["bleu"], "on_plateau": False, "rising": False}
-                for r in runs]
+    if task == "data_to_text":  # validation slot accuracy (chapter 8's metric), the protocol's runs only
+        if not protocol_complete(task, directory):
+            raise FileNotFoundError(f"The data-to-text column reads the protocol's runs of every method "
+                                    f"({sorted(set(D2T_NAMES.values()))}), and some are missing: run `python -m "
+                                    f"experiments sweep data_to_text` and `python -m experiments run data_to_text`.")
+        return protocol_scores(D2T_NAMES[base], directory, task="data_to_text")
     if task == "probe":
         results = _load("p_tuning", directory)
         if base == "frozen":  # zero-shot: the best hand-written prompt per relation (picked on validation)
@@ -177,6 +187,9 @@ def markdown_table(results: dict) -> str:
              "doubled run gains no more than the method's own noise); "
              + ", ".join(LABELS[m] for m in SENTIMENT_RUNNERS if m not in protocol_methods())
              + f" train {SOFT_PROMPT_EPOCHS} epochs at the rate of their own sweep (`benchmark comparison`). "
+             "On NER and data-to-text every row is the protocol's (`python -m experiments run ner`, `... run "
+             "data_to_text`); data-to-text's score is slot accuracy, the share of an MR's attributes its text "
+             "realises (chapter 8). "
              "Chapters 11 and 12 (DoRA, rsLoRA, PiSSA, LoRA+, QLoRA) are judged on sentiment only. Costs measured by `python -m experiments.benchmark "
              f"comparison` on one CPU thread ({results['machine']}): trainable while training, and the numbers a "
              "task stores once deployed (P-tuning without its encoder, prefix tuning without its MLP); "
@@ -188,7 +201,7 @@ def markdown_table(results: dict) -> str:
                   "| method | trainable | stored | score | ÷ full FT | training memory | activations | step ÷ full | "
                   "latency b1 ÷ base | latency b32 ÷ base | file |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in (r for r in results["rows"] if r["task"] == task):
-            score = f"{r['mean']:.3f} ± {r['sd']:.3f}" if task != "data_to_text" else f"{r['mean']:.1f} ± {r['sd']:.1f}"
+            score = f"{r['mean']:.3f} ± {r['sd']:.3f}"
             budget = "" if not r.get("protocol") else ", L-BFGS" if not r["epochs"] else (
                 f", {r['epochs']} ep, 2× " + {True: "converged", False: "STILL LEARNING", None: "not run"}[r["converged"]])
             score += f" (n={r['n']}{budget})" + (" plateau!" if r["any_plateau"] else "") + (
@@ -259,7 +272,7 @@ def _ner_cell(args: tuple) -> float:
 
     method, seed = args
     torch.set_num_threads(1)  # the benchmark's thread count: the same numbers on the same machine
-    if ner_protocol_complete():  # the table reads the protocol's runs: re-run one of those
+    if protocol_complete("ner"):  # the table reads the protocol's runs: re-run one of those
         from experiments import ner
 
         return ner.run(ner.RunSpec(NER_NAMES[method], seed, 1), progress=False, reuse_sweep=False)["validation"]["accuracy"]

@@ -28,7 +28,7 @@ LABELS = {"full": "full fine-tuning", "frozen": "frozen + head", "bitfit": "BitF
           "qlora": "QLoRA r=8 (NF4 base)"}
 TASKS = ("sentiment", "ner", "data_to_text", "probe")
 TASK_LABELS = {"sentiment": "sentiment (GPT, accuracy)", "ner": "NER (BERT, entity F1)",
-               "data_to_text": "data-to-text (GPT, BLEU)", "probe": "knowledge probe (GPT, accuracy)"}
+               "data_to_text": "data-to-text (GPT, slot accuracy)", "probe": "knowledge probe (GPT, accuracy)"}
 # Each task's key of each method in its chapter's benchmark file.
 NER_NAMES = {"full": "full", "frozen": "frozen", "bitfit": "bitfit", "adapters": "adapters", "lora": "lora",
              "prompt_tuning": "prompt_tuning", "p_tuning": "p_tuning", "prefix_tuning": "p_tuning_v2_mlp",

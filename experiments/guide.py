@@ -23,8 +23,6 @@ from typing import Iterable, Optional
 SAME_COMPUTE = ("full", "frozen", "bitfit", "lora_merged")
 TASK_AS_DATA = ("frozen", "prompt_tuning", "p_tuning", "prefix_tuning", "p_tuning_v2")
 DUPLICATES = ("lora_merged",)  # the same scores as another row (LoRA): kept for latency, left out of score decisions
-# Data-to-text's bar for "learned" (the issue that set it: full fine-tuning's validation slot error rate at most 0.30).
-LEARNED_SER = 0.30
 
 
 def within_noise(a: dict, b: dict) -> bool:
@@ -43,29 +41,45 @@ def noise_band(rows: Iterable[dict]) -> tuple[float, float]:
 
 
 def _fmt(r: dict) -> str:
-    digits = 1 if r["task"] == "data_to_text" else 3
-    return f"{r['label']} {r['mean']:.{digits}f}"
+    return f"{r['label']} {r['mean']:.3f}"
 
 
 def _numbers(n: int) -> str:
     return f"{n:,} numbers"
 
 
-def decisions(rows: list[dict], data_to_text_ser: Optional[float] = None) -> list[str]:
+def unlearned_tasks(tasks: Iterable[str], root=None) -> dict[str, str]:
+    """{task: why}, for each of ``tasks`` on which full fine-tuning, the reference every row is read against, shows no
+    sign of having learned the task: the task module's own gate (``not_learned``, the one the verdicts apply, e.g.
+    data-to-text's "above one fixed text"), read on full fine-tuning's protocol runs. Tasks without a gate pass."""
+    from experiments import protocol, records
+    from experiments.tasks import TASKS, task_module
+
+    out = {}
+    for task in tasks:
+        module = task_module(task) if task in TASKS else None
+        gate = getattr(module, "not_learned", None)
+        if gate is None:
+            continue
+        runs = records.load_runs(task, "full", module.epochs_of("full"), protocol.SEEDS, root)
+        if not runs:
+            raise FileNotFoundError(f"No protocol run of full fine-tuning on {task}: run `python -m experiments run "
+                                    f"{task} --methods full` (after its sweep) first.")
+        reason = gate("full", runs)
+        if reason:
+            out[task] = reason
+    return out
+
+
+def decisions(rows: list[dict], unlearned: Optional[dict[str, str]] = None) -> list[str]:
     """The guide, one markdown sentence per decision, over every row of ``rows``.
 
-    ``data_to_text_ser``: full fine-tuning's mean validation slot error rate on data-to-text. Above ``LEARNED_SER``
-    the task is not learned at the committed budget, and its rows decide nothing (the guide says so instead).
+    ``unlearned``: {task: why} for the tasks full fine-tuning has not learned (:func:`unlearned_tasks`). A task no
+    method has learned proves nothing about any method: its rows decide nothing, and the guide says why instead.
     """
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     scored = [r for r in rows if r["method"] not in DUPLICATES]
-    unlearned = {}
-    if data_to_text_ser is not None and data_to_text_ser > LEARNED_SER:
-        unlearned["data_to_text"] = (f"full fine-tuning's slot error rate is {data_to_text_ser:.2f} (above "
-                                     f"{LEARNED_SER:.2f}): no method has learned the task at this comparison's budget "
-                                     f"(chapter 8's first benchmark), so its rows decide nothing here; chapter 8 "
-                                     f"judges prefix tuning on the protocol's runs, trained on every MR long enough "
-                                     f"for full fine-tuning to learn the task")
+    unlearned = dict(unlearned or {})
     lo, hi = noise_band(rows)
     out = []
 
@@ -152,16 +166,6 @@ def decisions(rows: list[dict], data_to_text_ser: Optional[float] = None) -> lis
     out.append("**Choose when one batch must mix tasks** on one copy of the model a method that leaves every backbone "
                "weight untouched and brings the task in as data (a head, prompts or prefixes): "
                + "; ".join(per_task(mixed_batches)) + ".")
-    out.extend(f"**Data-to-text decides nothing yet:** {reason}." for task, reason in unlearned.items())
+    out.extend(f"**{task} decides nothing yet:** no method has learned it ({reason}), so its rows decide nothing "
+               f"here." for task, reason in unlearned.items())
     return out
-
-
-def data_to_text_full_ser() -> float:
-    """Full fine-tuning's mean validation slot error rate over its seeds in the committed data-to-text benchmark."""
-    from experiments.bench_data_to_text import load_results, seed_runs
-
-    runs = seed_runs(load_results(), "full")
-    if not runs:
-        raise ValueError("benchmarks/data_to_text.json holds no full fine-tuning runs: run "
-                         "`python -m experiments.benchmark data_to_text` first")
-    return sum(r["validation"]["slot_error_rate"] for r in runs) / len(runs)

@@ -194,7 +194,7 @@ def test_the_ner_column_reads_one_source(tmp_path):
     """The NER column reads the protocol's runs only once every NER row has them: never a mix of budgets."""
     from experiments import ner
 
-    assert not comparison.ner_protocol_complete(tmp_path)
+    assert not comparison.protocol_complete("ner", tmp_path) and not comparison.protocol_complete("data_to_text", tmp_path)
     runs = comparison.protocol_scores("p_tuning_v2", task="ner")
     assert [r["seed"] for r in runs] == [0, 1, 2] and all(r["protocol"] and r["epochs"] == ner.EPOCHS for r in runs)
     with pytest.raises(FileNotFoundError, match="python -m experiments run ner --methods p_tuning_v2"):

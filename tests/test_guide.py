@@ -62,13 +62,26 @@ def test_mixed_batches_only_consider_methods_that_bring_the_task_as_data():
     assert "prompt_tuning 0.700, below the task's best (bitfit 0.910)" in text
 
 
-def test_an_unlearned_data_to_text_decides_nothing():
-    rows = table(row("data_to_text", "full", 30.0, sd=1.0), row("data_to_text", "lora", 29.0, sd=1.0))
-    unlearned = guide.decisions(rows, data_to_text_ser=0.68)
-    assert any("slot error rate is 0.68" in d for d in unlearned)
+def test_an_unlearned_task_decides_nothing():
+    rows = table(row("data_to_text", "full", 0.30, sd=0.01), row("data_to_text", "lora", 0.29, sd=0.01))
+    unlearned = guide.decisions(rows, {"data_to_text": "full 0.300 [0.250, 0.350] is not above one fixed text's 0.400"})
+    assert any("data_to_text decides nothing yet" in d and "not above one fixed text" in d for d in unlearned)
     assert not any("data_to_text: " in d for d in unlearned[:2])
-    learned = guide.decisions(rows, data_to_text_ser=0.25)
-    assert any("data_to_text: full 30.0" in d for d in learned)
+    learned = guide.decisions(rows, {})
+    assert any("data_to_text: full 0.300" in d for d in learned)
+
+
+def test_learned_is_the_verdicts_own_gate_on_full_fine_tuning(tmp_path, monkeypatch):
+    """Data-to-text's gate is the protocol's (full fine-tuning above one fixed text); a task without a gate passes;
+    missing runs are one error naming the command."""
+    from experiments import data_to_text
+
+    assert guide.unlearned_tasks(["sentiment", "ner", "data_to_text", "probe"]) == {}  # the committed runs
+    monkeypatch.setattr(data_to_text, "fixed_text_accuracy", lambda n_train, split="validation": 0.99)
+    reason = guide.unlearned_tasks(["data_to_text"])["data_to_text"]
+    assert reason.startswith("full ") and "is not above one fixed text's 0.990" in reason
+    with pytest.raises(FileNotFoundError, match="python -m experiments run data_to_text --methods full"):
+        guide.unlearned_tasks(["data_to_text"], root=tmp_path)
 
 
 def test_no_same_compute_row_is_one_clear_error():
@@ -78,7 +91,7 @@ def test_no_same_compute_row_is_one_clear_error():
 
 def test_the_committed_table_gives_a_decision_for_every_concern():
     rows = comparison.load_results()["rows"]
-    decisions = guide.decisions(rows, guide.data_to_text_full_ser())
+    decisions = guide.decisions(rows, guide.unlearned_tasks(dict.fromkeys(r["task"] for r in rows)))
     for heading in ("score alone", "cheap to store", "latency must not grow", "training memory", "mix tasks"):
         assert any(heading in d for d in decisions), heading
     slow = [r for r in rows if r["latency_b32_vs_base"] > guide.noise_band(rows)[1]]
