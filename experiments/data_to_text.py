@@ -94,7 +94,7 @@ VARIANTS = {"full_low": Variant("full", n_train=LOW_DATA_N, select_best=True),
                for scale in SCALES for base in MAIN_METHODS},
             **{f"prefix_p{p}": Variant("prefix", num_virtual_tokens=p) for p in PREFIX_LENGTHS}}
 EPOCHS.update({"full_low": 100, "prefix_low": 200, "full_d32": 20, "prefix_d32": 40, "full_d16": 20, "prefix_d16": 40,
-               "prefix_p1": 40, "prefix_p20": 40})
+               **{f"prefix_p{p}": EPOCHS["prefix"] for p in PREFIX_LENGTHS}})  # a length changes no budget
 SECONDS_PER_EPOCH.update({"full_low": 1.4, "prefix_low": 1.0, "full_d32": 9.0, "prefix_d32": 7.0, "full_d16": 8.0,
                           "prefix_d16": 6.5, "prefix_p1": 11.0, "prefix_p20": 14.0})
 
