@@ -220,14 +220,15 @@ def deploy(model):
     """The model as it is served after training (in place): what only helped training is gone, and every output
     is unchanged. P-tuning drops its prompt encoder (`export_prompt`), prefix tuning its MLP (`drop_prefix_mlp`),
     and a deep or input prompt made by an encoder (an MLP, or an LSTM then an MLP) becomes the table that
-    encoder computes."""
+    encoder computes. A prefix with no MLP is already its table and stays as it is: an embedding-only one (prompt
+    tuning) keeps its P input vectors, not the P x L*2*d keys and values the frozen layers make from them."""
     import torch.nn as nn
     from solutions.p_tuning_v2 import DeepPrompt, InputPrompt
     from solutions.prefix_tuning import PrefixTuningModel, drop_prefix_mlp
 
     if hasattr(model, "export_prompt") and getattr(model, "prompt_encoder", None) is not None:
         model.export_prompt()
-    if isinstance(model, PrefixTuningModel):
+    if isinstance(model, PrefixTuningModel) and model.peft_config.prefix_projection:
         drop_prefix_mlp(model)
     for module in list(model.modules()):
         if isinstance(module, DeepPrompt) and module.transform is not None:

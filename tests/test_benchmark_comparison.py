@@ -130,6 +130,26 @@ def test_costs_are_those_of_the_deployed_model():
                                  if (c["task"], c["method"]) == (task, method))["stored_parameters"]
 
 
+def test_a_deployed_prompt_keeps_its_input_vectors():
+    """Data-to-text's prompt tuning (an embedding-only prefix) deploys as its P x d input vectors, the smallest
+    file that serves it, not the P x L*2*d keys and values the frozen layers compute from them; outputs unchanged."""
+    import torch
+
+    from experiments.comparison_costs import build, deploy, stored_tensors
+
+    model, batch, _ = build("data_to_text", "prompt_tuning")
+    config = model.peft_config
+    assert config.embedding_only and not config.prefix_projection
+    model.eval()
+    inputs = {k: v[:2] for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        before = model(**inputs).logits
+        stored = stored_tensors(model, "prompt_tuning")
+        after = model(**inputs).logits
+    assert sum(t.numel() for t in stored.values()) == config.num_virtual_tokens * config.token_dim
+    assert torch.equal(before, after)
+
+
 def test_activation_memory_counts_what_the_backward_pass_keeps():
     """One frozen linear layer keeps nothing; a trainable one keeps its input; a frozen layer above a trainable one
     keeps what its backward reads to pass the gradient down (here the ReLU's output), never the weights."""
