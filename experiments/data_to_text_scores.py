@@ -255,3 +255,35 @@ def scale_table(pairs: Sequence[tuple[str, str, str]] = SCALE_PAIRS, split: str 
                      f"{paired_interval(vectors[prefix], statistic='value').text(3)} | "
                      f"{paired_interval(vectors[prefix], vectors[full], statistic='ratio').text(3)} | {converged} |")
     return "\n".join(lines)
+
+
+LENGTHS = ("prefix_p1", "prefix", "prefix_p20")  # the prefix-length claim's methods, shortest first
+
+
+def length_table(methods: Sequence[str] = LENGTHS, split: str = "validation", root=None) -> str:
+    """Each prefix length P: what it stores, its slot accuracy and its difference from the main prefix (95% intervals
+    over the seeds both have and the MRs), and its doubled-budget test (a length without runs says so)."""
+    from experiments import protocol
+    from experiments.data_to_text import TASK, epochs_of, variant
+
+    main = recorded("prefix", root)
+    lines = [f"{split} slot accuracy; 95% intervals over seeds and MRs; 'converged': seed 0 at twice the budget "
+             "gains no more than the noise", "",
+             "| P | stored numbers | slot accuracy | − the main prefix (P = 10) | converged |", "|---:|---:|---|---|---|"]
+    for method in methods:
+        runs, length = recorded(method, root), variant(method).num_virtual_tokens
+        if not runs:
+            lines.append(f"| {length} | | not run: {method} | | |")
+            continue
+        seeds = sorted(runs)
+        vector = [runs[s][split]["scores"] for s in seeds]
+        shared = sorted(set(runs) & set(main))
+        difference = ("—" if method == "prefix" or not shared else paired_interval(
+            [runs[s][split]["scores"] for s in shared], [main[s][split]["scores"] for s in shared],
+            statistic="difference").text(3))
+        test = protocol.convergence_of(TASK, method, epochs_of(method), runs, split=split, root=root)
+        converged = "yes" if test.converged else "no run at 2x" if test.doubled is None else "STILL LEARNING"
+        stored = runs[seeds[0]].get("stored")
+        lines.append(f"| {length} | {f'{stored:,}' if stored else '?'} | {paired_interval(vector, statistic='value').text(3)}"
+                     f" | {difference} | {converged} |")
+    return "\n".join(lines)

@@ -168,6 +168,18 @@ def test_the_scale_table_gives_each_backbones_ratio_and_says_what_is_missing(tmp
     assert "| gpt_d32 | | not run: full_d32 and prefix_d32 |" in table
 
 
+def test_the_length_table_gives_each_lengths_difference_from_the_main_prefix(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    write_runs(tmp_path, "prefix", [0.50, 0.51, 0.49], 0.50, rng)
+    write_runs(tmp_path, "prefix_p1", [0.30, 0.31, 0.29], 0.50, rng)  # twice the budget gains 0.2: still learning
+    table = scores.length_table(root=tmp_path)
+    row = next(line for line in table.splitlines() if line.startswith("| 1 |"))
+    difference = float(row.split("|")[4].split()[0])
+    assert difference == pytest.approx(0.30 - 0.50, abs=0.01) and row.rstrip().endswith("| STILL LEARNING |")
+    assert next(line for line in table.splitlines() if line.startswith("| 10 |")).rstrip().endswith("| — | yes |")
+    assert "| 20 | | not run: prefix_p20 | | |" in table
+
+
 def test_a_claim_whose_methods_all_score_like_one_fixed_text_is_not_judged(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(d2t, "fixed_text_accuracy", lambda n_train, split="validation": 0.5)
     rng = np.random.default_rng(2)
