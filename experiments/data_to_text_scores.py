@@ -225,6 +225,16 @@ def breakdown_table(table: dict[str, dict[str, float]]) -> str:
 
 
 # (backbone, prefix method, full fine-tuning method): the same recipe on each shipped GPT, narrowest first.
+def _legend(split: str) -> str:
+    return (f"{split} slot accuracy; 95% intervals over seeds and MRs; 'converged': seed 0 at twice the budget "
+            "gains no more than the noise")
+
+
+def _converged(test) -> str:
+    """A doubled-budget test in a table cell."""
+    return "yes" if test.converged else "no run at 2x" if test.doubled is None else "STILL LEARNING"
+
+
 SCALE_PAIRS = (("gpt_d16", "prefix_d16", "full_d16"), ("gpt_d32", "prefix_d32", "full_d32"), ("gpt", "prefix", "full"))
 
 
@@ -234,8 +244,7 @@ def scale_table(pairs: Sequence[tuple[str, str, str]] = SCALE_PAIRS, split: str 
     from experiments import protocol
     from experiments.data_to_text import TASK, epochs_of
 
-    lines = [f"{split} slot accuracy; 95% intervals over seeds and MRs; 'converged': seed 0 at twice the budget "
-             "gains no more than the noise", "",
+    lines = [_legend(split), "",
              "| backbone | parameters | full fine-tuning | prefix tuning | prefix ÷ full | converged (full, prefix) |",
              "|---|---:|---|---|---|---|"]
     for backbone, prefix, full in pairs:
@@ -247,8 +256,7 @@ def scale_table(pairs: Sequence[tuple[str, str, str]] = SCALE_PAIRS, split: str 
             continue
         vectors = {m: [runs[m][s][split]["scores"] for s in seeds] for m in (full, prefix)}
         tests = [protocol.convergence_of(TASK, m, epochs_of(m), runs[m], split=split, root=root) for m in (full, prefix)]
-        converged = ", ".join("yes" if t.converged else "no run at 2x" if t.doubled is None else "STILL LEARNING"
-                              for t in tests)
+        converged = ", ".join(_converged(t) for t in tests)
         total = runs[full][seeds[0]].get("total")  # the backbone's parameters (full fine-tuning trains them all)
         lines.append(f"| {backbone} | {f'{total:,}' if total else '?'} | "
                      f"{paired_interval(vectors[full], statistic='value').text(3)} | "
@@ -267,8 +275,7 @@ def length_table(methods: Sequence[str] = LENGTHS, split: str = "validation", ro
     from experiments.data_to_text import TASK, epochs_of, variant
 
     main = recorded("prefix", root)
-    lines = [f"{split} slot accuracy; 95% intervals over seeds and MRs; 'converged': seed 0 at twice the budget "
-             "gains no more than the noise", "",
+    lines = [_legend(split), "",
              "| P | stored numbers | slot accuracy | − the main prefix (P = 10) | converged |", "|---:|---:|---|---|---|"]
     for method in methods:
         runs, length = recorded(method, root), variant(method).num_virtual_tokens
@@ -282,7 +289,7 @@ def length_table(methods: Sequence[str] = LENGTHS, split: str = "validation", ro
             [runs[s][split]["scores"] for s in shared], [main[s][split]["scores"] for s in shared],
             statistic="difference").text(3))
         test = protocol.convergence_of(TASK, method, epochs_of(method), runs, split=split, root=root)
-        converged = "yes" if test.converged else "no run at 2x" if test.doubled is None else "STILL LEARNING"
+        converged = _converged(test)
         stored = runs[seeds[0]].get("stored")
         lines.append(f"| {length} | {f'{stored:,}' if stored else '?'} | {paired_interval(vector, statistic='value').text(3)}"
                      f" | {difference} | {converged} |")
