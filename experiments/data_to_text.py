@@ -81,11 +81,14 @@ class Variant:
 
 # The low-data setting (Li & Liang 2021, section 6.3, trained on 50 to 500 E2E examples): LOW_DATA_N MRs, and both
 # methods are scored at their best epoch on validation loss, so that full fine-tuning is not judged on an over-fit
-# last epoch. Its budget is generous on purpose (model selection makes a long budget harmless): 100 epochs of 7
-# steps for full fine-tuning, 200 for the prefix, which learns more slowly (the main table's 20 against 40).
-LOW_DATA_N = 100
+# last epoch. 500 is the top of the paper's range: at 100 MRs (this protocol's first try, in the git history) no
+# method learned the task, each scoring below one fixed text. The budget is generous on purpose (model selection
+# makes a long budget harmless): 40 epochs of 32 steps for full fine-tuning, 80 for the prefix, which learns more
+# slowly (the main table's 20 against 40).
+LOW_DATA_N = 500
 # The scale ratio: the same recipe on the smaller shipped GPTs (d = 32 and 16; the main runs use d = 128), to see
-# whether prefix ÷ full fine-tuning closes as the model grows.
+# whether prefix ÷ full fine-tuning closes as the model grows. At d = 16 both methods were still learning at the
+# main budgets (20 and 40 epochs), so that backbone has twice them, swept again there.
 SCALES = ("gpt_d32", "gpt_d16")
 # Prefix length (Li & Liang 2021, section 7.1): the main prefix has P = 10 vectors per layer, where the paper found
 # table-to-text peaks; P = 1 and P = 20 on either side of it, each with its own sweep (max_len leaves room for 20).
@@ -95,9 +98,9 @@ VARIANTS = {"full_low": Variant("full", n_train=LOW_DATA_N, select_best=True),
             **{f"{base}_{scale.removeprefix('gpt_')}": Variant(base, backbone=scale)
                for scale in SCALES for base in MAIN_METHODS},
             **{f"prefix_p{p}": Variant("prefix", num_virtual_tokens=p) for p in PREFIX_LENGTHS}}
-EPOCHS.update({"full_low": 100, "prefix_low": 200, "full_d32": 20, "prefix_d32": 40, "full_d16": 20, "prefix_d16": 40,
+EPOCHS.update({"full_low": 40, "prefix_low": 80, "full_d32": 20, "prefix_d32": 40, "full_d16": 40, "prefix_d16": 80,
                **{f"prefix_p{p}": EPOCHS["prefix"] for p in PREFIX_LENGTHS}})  # a length changes no budget
-SECONDS_PER_EPOCH.update({"full_low": 1.4, "prefix_low": 1.0, "full_d32": 9.0, "prefix_d32": 7.0, "full_d16": 8.0,
+SECONDS_PER_EPOCH.update({"full_low": 7.0, "prefix_low": 5.5, "full_d32": 9.0, "prefix_d32": 7.0, "full_d16": 8.0,
                           "prefix_d16": 6.5, "prefix_p1": 11.0, "prefix_p20": 14.0})
 
 
