@@ -224,7 +224,6 @@ def breakdown_table(table: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-# (backbone, prefix method, full fine-tuning method): the same recipe on each shipped GPT, narrowest first.
 def _legend(split: str) -> str:
     return (f"{split} slot accuracy; 95% intervals over seeds and MRs; 'converged': seed 0 at twice the budget "
             "gains no more than the noise")
@@ -235,6 +234,7 @@ def _converged(test) -> str:
     return "yes" if test.converged else "no run at 2x" if test.doubled is None else "STILL LEARNING"
 
 
+# (backbone, prefix method, full fine-tuning method): the same recipe on each shipped GPT, narrowest first.
 SCALE_PAIRS = (("gpt_d16", "prefix_d16", "full_d16"), ("gpt_d32", "prefix_d32", "full_d32"), ("gpt", "prefix", "full"))
 
 
